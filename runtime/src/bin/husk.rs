@@ -1,0 +1,681 @@
+//! `husk`: runc's command line over the husk runtime core.
+
+use clap::{Parser, Subcommand};
+use husk_runtime::{CreateOptions, Error, ExecOptions, Runtime};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{LinuxResources, Process};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+#[derive(Parser)]
+#[command(
+    name = "husk",
+    version,
+    about = "A native OCI container runtime (runc-compatible command line)"
+)]
+struct Cli {
+    /// Directory holding container state.
+    #[arg(long, global = true, default_value = husk_runtime::state::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use the systemd cgroup driver (not supported yet; refused with a clear error).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility ("auto", "true", "false").
+    #[arg(long, global = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Container id.
+    id: String,
+    /// Path to the OCI bundle.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Write the container's pid to this file.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Pass this many extra fds (3, 4, …) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Use MS_MOVE + chroot instead of pivot_root (for ramfs roots).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container (and wait for it unless --detach).
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not delete the container after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the container's state as JSON.
+    State { id: String },
+    /// Send a signal (name or number, default SIGTERM) to the container.
+    Kill {
+        id: String,
+        signal: Option<String>,
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container.
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Run a new process in a running container.
+    Exec {
+        id: String,
+        command: Vec<String>,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(short, long)]
+        tty: bool,
+        /// uid[:gid]
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        /// A process.json to run instead of the command line.
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: i32,
+        #[arg(short, long)]
+        cap: Vec<String>,
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        #[arg(long)]
+        apparmor: Option<String>,
+    },
+    /// List the processes of a container.
+    Ps {
+        id: String,
+        #[arg(short, long, default_value = "table")]
+        format: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change the container's resource limits.
+    Update {
+        id: String,
+        /// LinuxResources JSON file ("-" for stdin).
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(long = "memory-reservation")]
+        memory_reservation: Option<String>,
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        #[arg(long = "cpu-quota")]
+        cpu_quota: Option<i64>,
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        #[arg(long = "cpuset-mems")]
+        cpuset_mems: Option<String>,
+        #[arg(long = "pids-limit")]
+        pids_limit: Option<i64>,
+        #[arg(long = "blkio-weight")]
+        blkio_weight: Option<u16>,
+    },
+    /// Print the OCI features document.
+    Features,
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+}
+
+fn main() {
+    husk_runtime::run_helper_if_requested();
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("husk: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = cli.log.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    match (file, cli.log_format.as_str()) {
+        (Some(f), "json") => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), _) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        // Errors already go to stderr as one line; logs there only when asked for.
+        (None, "json") => builder.json().with_writer(std::io::stderr).init(),
+        (None, _) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+fn create_opts(a: &CreateArgs) -> Result<CreateOptions, Error> {
+    let bundle = a.bundle.canonicalize().map_err(|e| Error::Config {
+        path: a.bundle.clone(),
+        message: format!("bundle: {e}"),
+    })?;
+    Ok(CreateOptions {
+        bundle,
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+        no_pivot: a.no_pivot,
+        stdio: Default::default(),
+    })
+}
+
+fn run(cli: Cli) -> Result<i32, Error> {
+    if cli.systemd_cgroup {
+        return Err(Error::Unsupported {
+            feature: "--systemd-cgroup".into(),
+            reason: "systemd cgroup driver not supported yet; use the cgroupfs driver".into(),
+        });
+    }
+    let rt = Runtime::new(&cli.root);
+    match cli.cmd {
+        Cmd::Create(a) => {
+            rt.create(&a.id, create_opts(&a)?)?;
+            Ok(0)
+        }
+        Cmd::Start { id } => rt.load(&id)?.start().map(|_| 0),
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            let sigs = if detach {
+                None
+            } else {
+                Some(block_forwarded_signals())
+            };
+            let c = rt.create(&create.id, create_opts(&create)?)?;
+            if let Err(e) = c.start() {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+            if detach {
+                return Ok(0);
+            }
+            let code = wait_forwarding(c.pid(), sigs.expect("blocked"));
+            if !keep {
+                c.delete(true)?;
+            }
+            Ok(code)
+        }
+        Cmd::State { id } => {
+            let c = rt.load(&id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c.oci_state()).expect("json")
+            );
+            Ok(0)
+        }
+        Cmd::Kill { id, signal, all } => {
+            let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            rt.load(&id)?.kill(sig, all).map(|_| 0)
+        }
+        Cmd::Delete { id, force } => match rt.load(&id) {
+            Ok(c) => c.delete(force).map(|_| 0),
+            // runc: deleting a missing container with --force succeeds.
+            Err(Error::NotFound(_)) if force => Ok(0),
+            Err(e) => Err(e),
+        },
+        Cmd::Exec {
+            id,
+            command,
+            console_socket,
+            cwd,
+            env,
+            tty,
+            user,
+            additional_gids,
+            process,
+            detach,
+            pid_file,
+            preserve_fds,
+            cap,
+            no_new_privs,
+            apparmor,
+        } => {
+            let c = rt.load(&id)?;
+            let mut p = match &process {
+                Some(path) => read_process(path)?,
+                None => {
+                    if command.is_empty() {
+                        return Err(Error::spec("exec", "needs a command or --process"));
+                    }
+                    let mut p = husk_runtime::spec::load_saved(&rt.root().join(&id))?
+                        .process()
+                        .clone()
+                        .unwrap_or_default();
+                    p.set_args(Some(command));
+                    p.set_terminal(Some(tty));
+                    p.set_console_size(None);
+                    p
+                }
+            };
+            if process.is_none() {
+                let mut e = p.env().clone().unwrap_or_default();
+                for kv in env {
+                    let key = kv.split('=').next().unwrap_or("").to_string();
+                    e.retain(|x| x.split('=').next() != Some(key.as_str()));
+                    e.push(kv);
+                }
+                p.set_env(Some(e));
+                if let Some(cwd) = cwd {
+                    p.set_cwd(cwd);
+                }
+                if let Some(u) = user {
+                    let (uid, gid) = u.split_once(':').unwrap_or((&u, "0"));
+                    let mut usr = p.user().clone();
+                    usr.set_uid(
+                        uid.parse().map_err(|_| {
+                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
+                        })?,
+                    );
+                    usr.set_gid(
+                        gid.parse().map_err(|_| {
+                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
+                        })?,
+                    );
+                    p.set_user(usr);
+                }
+                if !additional_gids.is_empty() {
+                    let mut usr = p.user().clone();
+                    usr.set_additional_gids(Some(additional_gids));
+                    p.set_user(usr);
+                }
+                if no_new_privs {
+                    p.set_no_new_privileges(Some(true));
+                }
+                if let Some(a) = apparmor {
+                    p.set_apparmor_profile(Some(a));
+                }
+                if !cap.is_empty() {
+                    add_caps(&mut p, &cap)?;
+                }
+            }
+            let sigs = if detach {
+                None
+            } else {
+                Some(block_forwarded_signals())
+            };
+            let pid = rt.exec(
+                &c,
+                ExecOptions {
+                    process: p,
+                    console_socket,
+                    pid_file,
+                    preserve_fds,
+                    stdio: Default::default(),
+                },
+            )?;
+            if detach {
+                return Ok(0);
+            }
+            Ok(wait_forwarding(pid, sigs.expect("blocked")))
+        }
+        Cmd::Ps { id, format } => {
+            let c = rt.load(&id)?;
+            let pids = c.pids()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                print_ps(&pids);
+            }
+            Ok(0)
+        }
+        Cmd::List { format, quiet } => {
+            let list = rt.list()?;
+            if quiet {
+                for s in &list {
+                    println!("{}", s.id);
+                }
+            } else if format == "json" {
+                println!("{}", serde_json::to_string(&list).expect("json"));
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<60} {:<32} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for s in &list {
+                    let _ = writeln!(
+                        out,
+                        "{:<20} {:<8} {:<10} {:<60} {:<32} {}",
+                        s.id,
+                        s.pid,
+                        s.status.to_string(),
+                        s.bundle.display(),
+                        s.created,
+                        if s.owner.is_empty() { "root" } else { &s.owner }
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Pause { id } => rt.load(&id)?.pause().map(|_| 0),
+        Cmd::Resume { id } => rt.load(&id)?.resume().map(|_| 0),
+        Cmd::Update {
+            id,
+            resources,
+            memory,
+            memory_reservation,
+            memory_swap,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            blkio_weight,
+        } => {
+            let c = rt.load(&id)?;
+            let mut v: serde_json::Value = match &resources {
+                Some(p) => {
+                    let data = if p == Path::new("-") {
+                        let mut s = String::new();
+                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(
+                            |e| Error::Config {
+                                path: p.clone(),
+                                message: e.to_string(),
+                            },
+                        )?;
+                        s
+                    } else {
+                        std::fs::read_to_string(p).map_err(|e| Error::Config {
+                            path: p.clone(),
+                            message: e.to_string(),
+                        })?
+                    };
+                    serde_json::from_str(&data).map_err(|e| Error::Config {
+                        path: p.clone(),
+                        message: format!("invalid resources JSON: {e}"),
+                    })?
+                }
+                None => serde_json::json!({}),
+            };
+            let mut set = |ptr: &str, val: serde_json::Value| {
+                let (obj, key) = ptr.split_once('.').unwrap();
+                v.as_object_mut()
+                    .unwrap()
+                    .entry(obj)
+                    .or_insert_with(|| serde_json::json!({}))[key] = val;
+            };
+            if let Some(m) = memory {
+                set("memory.limit", parse_bytes(&m, "--memory")?.into());
+            }
+            if let Some(m) = memory_reservation {
+                set(
+                    "memory.reservation",
+                    parse_bytes(&m, "--memory-reservation")?.into(),
+                );
+            }
+            if let Some(m) = memory_swap {
+                set("memory.swap", parse_bytes(&m, "--memory-swap")?.into());
+            }
+            if let Some(x) = cpu_shares {
+                set("cpu.shares", x.into());
+            }
+            if let Some(x) = cpu_quota {
+                set("cpu.quota", x.into());
+            }
+            if let Some(x) = cpu_period {
+                set("cpu.period", x.into());
+            }
+            if let Some(x) = cpuset_cpus {
+                set("cpu.cpus", x.into());
+            }
+            if let Some(x) = cpuset_mems {
+                set("cpu.mems", x.into());
+            }
+            if let Some(x) = pids_limit {
+                set("pids.limit", x.into());
+            }
+            if let Some(x) = blkio_weight {
+                set("blockIO.weight", x.into());
+            }
+            let res: LinuxResources =
+                serde_json::from_value(v).map_err(|e| Error::spec("resources", e.to_string()))?;
+            c.update(&res).map(|_| 0)
+        }
+        Cmd::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&husk_runtime::features::features()).expect("json")
+            );
+            Ok(0)
+        }
+        Cmd::Spec { bundle } => {
+            let p = bundle.join("config.json");
+            if p.exists() {
+                return Err(Error::Config {
+                    path: p,
+                    message: "already exists; remove it first".into(),
+                });
+            }
+            std::fs::write(
+                &p,
+                serde_json::to_string_pretty(&husk_runtime::features::default_spec())
+                    .expect("json"),
+            )
+            .map_err(|e| Error::Config {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn read_process(path: &Path) -> Result<Process, Error> {
+    let data = std::fs::read(path).map_err(|e| Error::Config {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_slice(&data).map_err(|e| Error::Config {
+        path: path.into(),
+        message: format!("invalid process JSON: {e}"),
+    })
+}
+
+fn add_caps(p: &mut Process, caps: &[String]) -> Result<(), Error> {
+    let mut c = p.capabilities().clone().unwrap_or_default();
+    for name in caps {
+        let cap: oci_spec::runtime::Capability =
+            serde_json::from_value(serde_json::Value::String(name.clone()))
+                .map_err(|_| Error::spec("--cap", format!("unknown capability {name:?}")))?;
+        let mut b = c.bounding().clone().unwrap_or_default();
+        b.insert(cap);
+        c.set_bounding(Some(b));
+        let mut e = c.effective().clone().unwrap_or_default();
+        e.insert(cap);
+        c.set_effective(Some(e));
+        let mut pm = c.permitted().clone().unwrap_or_default();
+        pm.insert(cap);
+        c.set_permitted(Some(pm));
+    }
+    p.set_capabilities(Some(c));
+    Ok(())
+}
+
+fn parse_bytes(s: &str, flag: &str) -> Result<i64, Error> {
+    let s = s.trim();
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let (num, mul) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].to_ascii_lowercase();
+            let mul: i64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(Error::spec(flag, format!("bad size {s:?}"))),
+            };
+            (&s[..i], mul)
+        }
+        None => (s, 1),
+    };
+    num.trim()
+        .parse::<i64>()
+        .map(|n| n * mul)
+        .map_err(|_| Error::spec(flag, format!("bad size {s:?}")))
+}
+
+fn parse_signal(s: &str) -> Result<Signal, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n)
+            .map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    Signal::from_str(&name).map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")))
+}
+
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+fn block_forwarded_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    let _ = set.thread_block();
+    set
+}
+
+/// Waits for our child `pid`, forwarding signals to it; returns its exit code (128+signal for
+/// a signal death, as a shell reports it).
+fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let target = nix::unistd::Pid::from_raw(pid);
+    loop {
+        match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => return 255,
+            Err(_) => {}
+        }
+        if let Ok(sig) = set.wait() {
+            if sig != Signal::SIGCHLD {
+                let _ = nix::sys::signal::kill(target, sig);
+            }
+        }
+    }
+}
+
+fn print_ps(pids: &[i32]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<8} {:<8} {:<8} CMD", "UID", "PID", "PPID");
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<8} {:<8} {:<8} {}",
+            field("Uid:"),
+            pid,
+            field("PPid:"),
+            cmd
+        );
+    }
+}

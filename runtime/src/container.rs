@@ -1,0 +1,774 @@
+//! The library API: `Runtime` creates and finds containers; `Container` drives one through
+//! its lifecycle. The CLI and the shim are thin layers over this.
+
+use crate::cgroups::{self, Cgroup, Layout};
+use crate::channel::{self, Channel};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Action, Kind};
+use crate::process::{FromInit, InitConfig, Mode, ToInit, HELPER_ENV};
+use crate::rootfs::CgroupLayoutInfo;
+use crate::spec;
+use crate::state::{self, OciState, Persisted, Status};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Process, Spec};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Standard streams for a container process; `None` inherits the caller's.
+#[derive(Default)]
+pub struct StdioFds {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+#[derive(Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub stdio: StdioFds,
+}
+
+#[derive(Default)]
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub stdio: StdioFds,
+}
+
+pub struct Runtime {
+    root: PathBuf,
+    exe: OnceLock<OwnedFd>,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            root: root.into(),
+            exe: OnceLock::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn exe(&self) -> Result<&OwnedFd> {
+        if let Some(fd) = self.exe.get() {
+            return Ok(fd);
+        }
+        let fd = crate::selfexe::sealed_copy_of_self()?;
+        Ok(self.exe.get_or_init(|| fd))
+    }
+
+    /// Starts the helper with `child_end` as its channel and `inherit` fds kept open.
+    fn spawn_helper(
+        &self,
+        child_end: OwnedFd,
+        inherit: &[RawFd],
+        stdio: StdioFds,
+    ) -> Result<std::process::Child> {
+        let exe = self.exe()?;
+        let mut cmd = Command::new(crate::inroot::fd_path(exe));
+        cmd.arg0("husk-init")
+            .env(HELPER_ENV, child_end.as_raw_fd().to_string());
+        if let Some(f) = stdio.stdin {
+            cmd.stdin(Stdio::from(f));
+        }
+        if let Some(f) = stdio.stdout {
+            cmd.stdout(Stdio::from(f));
+        }
+        if let Some(f) = stdio.stderr {
+            cmd.stderr(Stdio::from(f));
+        }
+        let mut keep: Vec<RawFd> = inherit.to_vec();
+        keep.push(child_end.as_raw_fd());
+        // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &keep {
+                    let flags = libc::fcntl(*fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(*fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().ctx(|| "start the husk init helper")?;
+        drop(child_end);
+        Ok(child)
+    }
+
+    /// Creates container `id` from `opts.bundle`: on return its process waits for `start`.
+    /// On any error everything is rolled back: no process, mount, cgroup or state is left.
+    pub fn create(&self, id: &str, opts: CreateOptions) -> Result<Container> {
+        state::validate_id(id)?;
+        let spec = spec::load_bundle(&opts.bundle)?;
+        let rootfs = spec::rootfs_path(&spec, &opts.bundle)?;
+        let process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::spec("process", "is required to create a container"))?;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
+        spec::validate(&spec, &plan)?;
+        if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+            return Err(Error::spec(
+                "process.terminal",
+                "is true but no --console-socket was given",
+            ));
+        }
+        if let Some(seccomp) = linux.seccomp() {
+            crate::seccomp::compile(seccomp)?; // report profile errors before anything exists
+        }
+        let layout = Layout::detect();
+        let cg_paths = cgroups::resolve(
+            &layout,
+            linux.cgroups_path().as_deref(),
+            id,
+            &cgroups::own_cgroups(),
+        )?;
+
+        std::fs::create_dir_all(&self.root)
+            .ctx(|| format!("create state root {}", self.root.display()))?;
+        let dir = state::container_dir(&self.root, id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.into()))
+            }
+            Err(e) => return Err(e).ctx(|| format!("create {}", dir.display())),
+        }
+        let mut rollback = Rollback {
+            dir: Some(dir.clone()),
+            cgroup: None,
+            pids: vec![],
+        };
+        let c = self.create_in(
+            id,
+            &opts,
+            spec,
+            rootfs,
+            process,
+            &plan,
+            &layout,
+            cg_paths,
+            &dir,
+            &mut rollback,
+        )?;
+        rollback.disarm();
+        Ok(c)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_in(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        spec: Spec,
+        rootfs: PathBuf,
+        process: Process,
+        plan: &[Action],
+        layout: &Layout,
+        cg_paths: cgroups::CgroupPaths,
+        dir: &Path,
+        rollback: &mut Rollback,
+    ) -> Result<Container> {
+        let linux = spec.linux().clone().unwrap_or_default();
+        spec::save_config(dir, &spec)?;
+        let fifo_path = dir.join(state::EXEC_FIFO);
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("open {}", fifo_path.display()))?;
+        let console = opts
+            .console_socket
+            .as_deref()
+            .filter(|_| process.terminal().unwrap_or(false))
+            .map(crate::tty::connect_console_socket)
+            .transpose()?;
+
+        let cgroup = Cgroup::new(cg_paths.clone());
+        cgroup.create()?;
+        rollback.cgroup = Some(cgroup.clone());
+
+        let (parent_end, child_end) = channel::pair()?;
+        let mut inherit = vec![fifo.as_raw_fd()];
+        if let Some(c) = &console {
+            inherit.push(c.as_raw_fd());
+        }
+        let stdio = StdioFds {
+            stdin: opts.stdio.stdin.as_ref().map(dup).transpose()?,
+            stdout: opts.stdio.stdout.as_ref().map(dup).transpose()?,
+            stderr: opts.stdio.stderr.as_ref().map(dup).transpose()?,
+        };
+        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, stdio)?;
+        rollback.pids.push(helper.id() as i32);
+        // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted there.
+        cgroup.add_pid(helper.id() as i32)?;
+
+        let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.iter()
+                .flatten()
+                .map(|x| (x.container_id(), x.host_id(), x.size()))
+                .collect::<Vec<_>>()
+        };
+        let cfg = InitConfig {
+            id: id.to_string(),
+            mode: Mode::Create {
+                spec: Box::new(spec.clone()),
+                rootfs: rootfs.clone(),
+                bundle: opts.bundle.clone(),
+                no_pivot: opts.no_pivot,
+                fifo_fd: fifo.as_raw_fd(),
+                cgroup: CgroupLayoutInfo::new(layout, &cg_paths),
+            },
+            process,
+            namespaces: plan.to_vec(),
+            uid_mappings: ids(linux.uid_mappings()),
+            gid_mappings: ids(linux.gid_mappings()),
+            console_fd: console.as_ref().map(|c| c.as_raw_fd()),
+            preserve_fds: opts.preserve_fds,
+        };
+        drop(console);
+        let mut persisted = Persisted {
+            id: id.to_string(),
+            bundle: opts.bundle.clone(),
+            rootfs: rootfs.clone(),
+            pid: 0,
+            pid_start_time: 0,
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: cg_paths,
+            new_pid_ns: namespaces::creates(plan, Kind::Pid),
+            use_systemd: false,
+        };
+        let result = drive_init(
+            &parent_end,
+            &cfg,
+            &mut helper,
+            &spec,
+            &mut persisted,
+            rollback,
+        );
+        drop(fifo);
+        result?;
+        // Limits go on once the set-up is done (as runc does), before the process can run.
+        cgroup.apply(&cgroups::with_default_devices(linux.resources().as_ref()))?;
+        state::save(dir, &persisted)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, persisted.pid)?;
+        }
+        Ok(Container {
+            root: self.root.clone(),
+            st: persisted,
+        })
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container> {
+        Ok(Container {
+            root: self.root.clone(),
+            st: state::load(&self.root, id)?,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<OciState>> {
+        let mut out = Vec::new();
+        for id in state::list_ids(&self.root)? {
+            if let Ok(c) = self.load(&id) {
+                out.push(c.oci_state());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a new process in a running container. Returns its pid (a child of the caller).
+    pub fn exec(&self, c: &Container, opts: ExecOptions) -> Result<i32> {
+        let status = c.status();
+        if !matches!(status, Status::Created | Status::Running) {
+            return Err(Error::IllegalState {
+                id: c.id().into(),
+                action: "exec into",
+                status: status.to_string(),
+            });
+        }
+        let spec = spec::load_saved(&state::container_dir(&self.root, c.id()))?;
+        if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::spec("process.args", "must not be empty"));
+        }
+        if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+            return Err(Error::spec(
+                "process.terminal",
+                "is true but no --console-socket was given",
+            ));
+        }
+        let mut plan = Vec::new();
+        for k in Kind::ALL {
+            let p = PathBuf::from(format!("/proc/{}/ns/{}", c.pid(), k.proc_name()));
+            if p.exists() && !namespaces::is_current(k, &p) {
+                plan.push(Action::Join(k, p));
+            }
+        }
+        let console = opts
+            .console_socket
+            .as_deref()
+            .filter(|_| opts.process.terminal().unwrap_or(false))
+            .map(crate::tty::connect_console_socket)
+            .transpose()?;
+        let (parent_end, child_end) = channel::pair()?;
+        let inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
+        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
+        let cgroup = Cgroup::new(c.st.cgroup.clone());
+        let fail = |helper: &mut std::process::Child, e: Error| {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            e
+        };
+        if let Err(e) = cgroup.add_pid(helper.id() as i32) {
+            return Err(fail(&mut helper, e));
+        }
+        let cfg = InitConfig {
+            id: c.id().to_string(),
+            mode: Mode::Exec {
+                seccomp: spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.seccomp().clone())
+                    .map(Box::new),
+                apparmor_allowed: true,
+            },
+            process: opts.process,
+            namespaces: plan,
+            uid_mappings: vec![],
+            gid_mappings: vec![],
+            console_fd: console.as_ref().map(|c| c.as_raw_fd()),
+            preserve_fds: opts.preserve_fds,
+        };
+        drop(console);
+        if let Err(e) = parent_end.send(&ToInit::Config(Box::new(cfg))) {
+            return Err(fail(&mut helper, e));
+        }
+        let mut pid = None;
+        loop {
+            match parent_end.recv::<FromInit>() {
+                Ok(Some(FromInit::Pid(p))) => {
+                    pid = Some(p);
+                    let _ = helper.wait();
+                    let st = c.oci_state();
+                    parent_end.send(&ToInit::Continue {
+                        pid: p,
+                        state_json: serde_json::to_string(&st).unwrap_or_default(),
+                    })?;
+                }
+                Ok(Some(FromInit::Error(m))) => {
+                    if let Some(p) = pid {
+                        reap(p);
+                    }
+                    let _ = helper.kill();
+                    let _ = helper.wait();
+                    return Err(Error::Init(m));
+                }
+                Ok(Some(other)) => {
+                    return Err(Error::Init(format!(
+                        "unexpected message from exec helper: {other:?}"
+                    )))
+                }
+                // Channel closed by execve (CLOEXEC): the process runs.
+                Ok(None) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = helper.wait();
+        let pid = pid
+            .ok_or_else(|| Error::Init("exec helper exited before starting the process".into()))?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        Ok(pid)
+    }
+}
+
+fn dup(fd: &OwnedFd) -> Result<OwnedFd> {
+    fd.as_fd().try_clone_to_owned().ctx(|| "dup stdio fd")
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    // Atomic, like runc: a reader never sees an empty pid file.
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
+}
+
+fn reap(pid: i32) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+}
+
+/// Undoes a half-made container when creation fails.
+struct Rollback {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    pids: Vec<i32>,
+}
+
+impl Rollback {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pids.clear();
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        for p in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        for p in &self.pids {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            for p in cg.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            wait_empty(cg, Duration::from_secs(5));
+            let _ = cg.destroy();
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn wait_empty(cg: &Cgroup, timeout: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < timeout && !cg.pids().unwrap_or_default().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn drive_init(
+    chan: &Channel,
+    cfg: &InitConfig,
+    helper: &mut std::process::Child,
+    spec: &Spec,
+    st: &mut Persisted,
+    rollback: &mut Rollback,
+) -> Result<()> {
+    chan.send(&ToInit::Config(Box::new(cfg.clone())))?;
+    loop {
+        let msg = chan.recv::<FromInit>()?;
+        match msg {
+            Some(FromInit::IdMapRequest { pid }) => {
+                crate::process::write_id_maps(pid, &cfg.uid_mappings, &cfg.gid_mappings)?;
+                chan.send(&ToInit::IdMapsWritten)?;
+            }
+            Some(FromInit::Pid(pid)) => {
+                rollback.pids.push(pid);
+                let _ = helper.wait();
+                st.pid = pid;
+                st.pid_start_time = state::pid_start_time(pid).unwrap_or(0);
+                let oci = oci_state_of(st, Status::Creating);
+                chan.send(&ToInit::Continue {
+                    pid,
+                    state_json: serde_json::to_string(&oci).unwrap_or_default(),
+                })?;
+            }
+            Some(FromInit::RunHooks) => {
+                let oci =
+                    serde_json::to_string(&oci_state_of(st, Status::Creating)).unwrap_or_default();
+                let hooks = spec.hooks().as_ref();
+                let r = crate::hooks::run_all(
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &oci,
+                    "prestart",
+                )
+                .and_then(|_| {
+                    crate::hooks::run_all(
+                        hooks.and_then(|h| h.create_runtime().as_ref()),
+                        &oci,
+                        "createRuntime",
+                    )
+                });
+                match r {
+                    Ok(()) => chan.send(&ToInit::HooksDone)?,
+                    Err(e) => {
+                        let _ = chan.send(&ToInit::HooksFailed(e.to_string()));
+                        return Err(e);
+                    }
+                }
+            }
+            Some(FromInit::Ready) => return Ok(()),
+            Some(FromInit::Error(m)) => return Err(Error::Init(m)),
+            None => {
+                let status = helper.try_wait().ok().flatten();
+                return Err(Error::Init(format!(
+                    "container init exited during set-up{}",
+                    status.map(|s| format!(" ({s})")).unwrap_or_default()
+                )));
+            }
+        }
+    }
+}
+
+fn oci_state_of(st: &Persisted, status: Status) -> OciState {
+    OciState {
+        oci_version: crate::OCI_VERSION.to_string(),
+        id: st.id.clone(),
+        pid: if status == Status::Stopped { 0 } else { st.pid },
+        status,
+        bundle: st.bundle.clone(),
+        rootfs: st.rootfs.clone(),
+        created: st.created.clone(),
+        owner: st.owner.clone(),
+        annotations: st.annotations.clone(),
+    }
+}
+
+/// One container, as recorded under the runtime root.
+pub struct Container {
+    root: PathBuf,
+    st: Persisted,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.st.id
+    }
+    pub fn pid(&self) -> i32 {
+        self.st.pid
+    }
+    pub fn persisted(&self) -> &Persisted {
+        &self.st
+    }
+    pub fn cgroup(&self) -> Cgroup {
+        Cgroup::new(self.st.cgroup.clone())
+    }
+    fn dir(&self) -> PathBuf {
+        state::container_dir(&self.root, &self.st.id)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.st.pid > 0 && state::pid_start_time(self.st.pid) == Some(self.st.pid_start_time)
+    }
+
+    pub fn status(&self) -> Status {
+        if !self.is_alive() {
+            return Status::Stopped;
+        }
+        if self.dir().join(state::EXEC_FIFO).exists() {
+            return Status::Created;
+        }
+        if self.cgroup().is_frozen() {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    pub fn oci_state(&self) -> OciState {
+        oci_state_of(&self.st, self.status())
+    }
+
+    fn spec(&self) -> Result<Spec> {
+        spec::load_saved(&self.dir())
+    }
+
+    /// Lets the created container run its process.
+    pub fn start(&self) -> Result<()> {
+        let status = self.status();
+        if status != Status::Created {
+            return Err(Error::IllegalState {
+                id: self.id().into(),
+                action: "start",
+                status: status.to_string(),
+            });
+        }
+        let fifo_path = self.dir().join(state::EXEC_FIFO);
+        // O_RDWR never blocks and keeps a writer, so the read waits for the init's byte.
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("open {}", fifo_path.display()))?;
+        loop {
+            let mut pfd = [nix::poll::PollFd::new(
+                fifo.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)) {
+                Ok(n) if n > 0 => {
+                    let mut b = [0u8; 1];
+                    nix::unistd::read(&fifo, &mut b).ctx(|| "read exec fifo")?;
+                    break;
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                    if !self.is_alive() {
+                        return Err(Error::Init(format!(
+                            "container {} init exited before start",
+                            self.id()
+                        )));
+                    }
+                }
+                Err(e) => return Err(e).ctx(|| "poll exec fifo"),
+            }
+        }
+        let _ = std::fs::remove_file(&fifo_path);
+        let spec = self.spec()?;
+        if let Some(h) = spec.hooks() {
+            let st =
+                serde_json::to_string(&oci_state_of(&self.st, Status::Running)).unwrap_or_default();
+            if let Err(e) = crate::hooks::run_all(h.poststart().as_ref(), &st, "poststart") {
+                // runc kills the container when a poststart hook fails.
+                let _ = self.kill(Signal::SIGKILL, true);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
+        if !self.is_alive() && !all {
+            return Err(Error::IllegalState {
+                id: self.id().into(),
+                action: "kill",
+                status: "stopped".into(),
+            });
+        }
+        if all {
+            let cg = self.cgroup();
+            let pids = cg.pids()?;
+            if pids.is_empty() && !self.is_alive() {
+                return Err(Error::IllegalState {
+                    id: self.id().into(),
+                    action: "kill",
+                    status: "stopped".into(),
+                });
+            }
+            // Freeze so no process forks past the signal.
+            let freeze = sig == Signal::SIGKILL && !cg.is_frozen();
+            if freeze {
+                let _ = cg.freeze(true);
+            }
+            for p in cg.pids()? {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+            }
+            if freeze || sig == Signal::SIGKILL {
+                let _ = cg.freeze(false);
+            }
+            return Ok(());
+        }
+        nix::sys::signal::kill(Pid::from_raw(self.st.pid), sig)
+            .ctx(|| format!("kill {} with {sig}", self.st.pid))
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        let s = self.status();
+        if s != Status::Running && s != Status::Created {
+            return Err(Error::IllegalState {
+                id: self.id().into(),
+                action: "pause",
+                status: s.to_string(),
+            });
+        }
+        self.cgroup().freeze(true)
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        let s = self.status();
+        if s != Status::Paused {
+            return Err(Error::IllegalState {
+                id: self.id().into(),
+                action: "resume",
+                status: s.to_string(),
+            });
+        }
+        self.cgroup().freeze(false)
+    }
+
+    pub fn update(&self, res: &LinuxResources) -> Result<()> {
+        if self.status() == Status::Stopped {
+            return Err(Error::IllegalState {
+                id: self.id().into(),
+                action: "update",
+                status: "stopped".into(),
+            });
+        }
+        self.cgroup().apply(res)
+    }
+
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        self.cgroup().pids()
+    }
+
+    /// Deletes the container; with `force` a live one is killed first.
+    pub fn delete(&self, force: bool) -> Result<()> {
+        let status = self.status();
+        match status {
+            Status::Stopped | Status::Created => {}
+            _ if force => {}
+            _ => {
+                return Err(Error::IllegalState {
+                    id: self.id().into(),
+                    action: "delete",
+                    status: format!("{status} (use --force)"),
+                })
+            }
+        }
+        let cg = self.cgroup();
+        if self.is_alive() || !cg.pids().unwrap_or_default().is_empty() {
+            let _ = cg.freeze(true);
+            for p in cg.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            if self.is_alive() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(self.st.pid), Signal::SIGKILL);
+            }
+            let _ = cg.freeze(false);
+            let t = Instant::now();
+            while (self.is_alive() || !cg.pids().unwrap_or_default().is_empty())
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                // Our own child (CLI `run`, the shim): reap it so it does not stay a zombie.
+                let _ = nix::sys::wait::waitpid(
+                    Pid::from_raw(self.st.pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        cg.destroy()?;
+        let spec = self.spec().ok();
+        let _ = std::fs::remove_dir_all(self.dir());
+        if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {
+            let st =
+                serde_json::to_string(&oci_state_of(&self.st, Status::Stopped)).unwrap_or_default();
+            // Poststop failures are reported, but the container is gone either way.
+            if let Err(e) = crate::hooks::run_all(h.poststop().as_ref(), &st, "poststop") {
+                tracing::warn!(id = %self.id(), error = %e, "poststop hook failed");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,559 @@
+//! The container's processes. `husk` never forks a multi-threaded process: the parent spawns a
+//! fresh re-exec of the husk binary (from a sealed memfd, see `selfexe`) in helper mode. That
+//! single-threaded helper joins/creates the namespaces and forks the container process with
+//! CLONE_PARENT, so the process that asked (the CLI or the shim) is its parent and can wait
+//! for it. The container process finishes the set-up, reports over the channel and execs.
+
+use crate::channel::Channel;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Action, Kind};
+use crate::rootfs::{self, CgroupLayoutInfo};
+use oci_spec::runtime::{Process, Spec};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub const HELPER_ENV: &str = "_HUSK_HELPER_FD";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Mode {
+    /// A new container: `namespaces` are created or joined, the rootfs is prepared.
+    Create {
+        spec: Box<Spec>,
+        rootfs: PathBuf,
+        bundle: PathBuf,
+        no_pivot: bool,
+        fifo_fd: i32,
+        cgroup: CgroupLayoutInfo,
+    },
+    /// A process in a running container: join every namespace of its init.
+    Exec {
+        seccomp: Option<Box<oci_spec::runtime::LinuxSeccomp>>,
+        apparmor_allowed: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub id: String,
+    pub mode: Mode,
+    pub process: Process,
+    pub namespaces: Vec<Action>,
+    pub uid_mappings: Vec<(u32, u32, u32)>,
+    pub gid_mappings: Vec<(u32, u32, u32)>,
+    pub console_fd: Option<i32>,
+    pub preserve_fds: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToInit {
+    Config(Box<InitConfig>),
+    IdMapsWritten,
+    /// The container process may go on; carries its pid as the host sees it.
+    Continue {
+        pid: i32,
+        state_json: String,
+    },
+    HooksDone,
+    HooksFailed(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromInit {
+    /// A new user namespace exists: the parent writes the id maps of this pid.
+    IdMapRequest {
+        pid: i32,
+    },
+    /// The container process was forked.
+    Pid(i32),
+    /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
+    RunHooks,
+    /// Set-up is done; the process now waits for `start`.
+    Ready,
+    Error(String),
+}
+
+/// Entry point of the helper: call first thing in `main` of any binary embedding the runtime.
+/// Returns only when this process is not a helper.
+pub fn run_helper_if_requested() {
+    let Ok(fd) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    std::env::remove_var(HELPER_ENV);
+    let Ok(fd) = fd.parse::<i32>() else {
+        eprintln!("husk: bad {HELPER_ENV}");
+        std::process::exit(2);
+    };
+    // SAFETY: the parent passed this fd to us and nothing else owns it.
+    let chan = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
+    set_cloexec(fd);
+    let code = match helper(&chan) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = chan.send(&FromInit::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: leave without running destructors or atexit handlers in the helper.
+    unsafe { libc::_exit(code) }
+}
+
+fn set_cloexec(fd: i32) {
+    // SAFETY: fcntl on an fd number; a closed fd just fails.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn reset_signals() {
+    // Ignored signals survive execve: give the container a clean slate.
+    for sig in 1..32 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
+fn helper(chan: &Channel) -> Result<()> {
+    reset_signals();
+    let cfg: InitConfig = match chan.recv::<ToInit>()? {
+        Some(ToInit::Config(c)) => *c,
+        _ => return Err(Error::Init("expected the init configuration".into())),
+    };
+    // Join namespaces by path first (all opened before any setns, since joining the mount
+    // namespace changes what paths mean); the user namespace goes first.
+    let mut joins: Vec<namespaces::Opened> = Vec::new();
+    for a in &cfg.namespaces {
+        if let Action::Join(kind, path) = a {
+            if namespaces::is_current(*kind, path) {
+                continue;
+            }
+            joins.push(namespaces::open(*kind, path)?);
+        }
+    }
+    joins.sort_by_key(|n| if n.kind == Kind::User { 0 } else { 1 });
+    for ns in &joins {
+        namespaces::join(ns)?;
+    }
+    if let Some(adj) = cfg.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    let creates = |k| namespaces::creates(&cfg.namespaces, k);
+    if creates(Kind::User) {
+        nix::sched::unshare(Kind::User.flag()).ctx(|| "create user namespace")?;
+        chan.send(&FromInit::IdMapRequest {
+            pid: nix::unistd::getpid().as_raw(),
+        })?;
+        match chan.recv::<ToInit>()? {
+            Some(ToInit::IdMapsWritten) => {}
+            _ => return Err(Error::Init("parent did not write the id mappings".into())),
+        }
+        let root_uid = nix::unistd::Uid::from_raw(0);
+        let root_gid = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)
+            .ctx(|| "become gid 0 in the user namespace")?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)
+            .ctx(|| "become uid 0 in the user namespace")?;
+    }
+    let mut flags = nix::sched::CloneFlags::empty();
+    for a in &cfg.namespaces {
+        if let Action::Create(k) = a {
+            if *k != Kind::User {
+                flags |= k.flag();
+            }
+        }
+    }
+    if !flags.is_empty() {
+        nix::sched::unshare(flags).ctx(|| format!("create namespaces {flags:?}"))?;
+    }
+    if let (true, Mode::Create { spec, .. }) = (creates(Kind::Time), &cfg.mode) {
+        if let Some(offsets) = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref())
+        {
+            let mut s = String::new();
+            for (clock, o) in offsets {
+                s.push_str(&format!(
+                    "{clock} {} {}\n",
+                    o.secs().unwrap_or(0),
+                    o.nanosecs().unwrap_or(0)
+                ));
+            }
+            std::fs::write("/proc/self/timens_offsets", s).ctx(|| "linux.timeOffsets")?;
+        }
+    }
+    // fork with CLONE_PARENT: the new process is a child of whoever started this helper.
+    // SAFETY: this helper is single-threaded; raw clone behaves like fork here.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(nix::Error::last()).ctx(|| "fork the container process");
+    }
+    if pid > 0 {
+        chan.send(&FromInit::Pid(pid as i32))?;
+        return Ok(());
+    }
+    // The container process.
+    let Err(e) = container_process(chan, cfg);
+    let _ = chan.send(&FromInit::Error(e.to_string()));
+    unsafe { libc::_exit(1) }
+}
+
+fn wait_continue(chan: &Channel) -> Result<(i32, String)> {
+    match chan.recv::<ToInit>()? {
+        Some(ToInit::Continue { pid, state_json }) => Ok((pid, state_json)),
+        _ => Err(Error::Init(
+            "parent went away before the container was set up".into(),
+        )),
+    }
+}
+
+fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::Infallible> {
+    let (_pid, state_json) = wait_continue(chan)?;
+    let process = &cfg.process;
+    let terminal = process.terminal().unwrap_or(false);
+    if let Mode::Create { .. } = cfg.mode {
+        nix::unistd::setsid().ctx(|| "setsid")?;
+    } else if terminal {
+        nix::unistd::setsid().ctx(|| "setsid")?;
+    }
+    let console = cfg.console_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    match &cfg.mode {
+        Mode::Create {
+            spec,
+            rootfs,
+            bundle,
+            no_pivot,
+            fifo_fd,
+            cgroup,
+        } => {
+            let new_mnt = namespaces::creates(&cfg.namespaces, Kind::Mount);
+            if !new_mnt {
+                return Err(Error::spec(
+                    "linux.namespaces",
+                    "a mount namespace is required to set up the root filesystem",
+                ));
+            }
+            let cx = rootfs::Context2 {
+                spec,
+                rootfs,
+                bundle,
+                new_userns: namespaces::creates(&cfg.namespaces, Kind::User),
+                new_cgroupns: namespaces::creates(&cfg.namespaces, Kind::Cgroup),
+                new_netns: namespaces::creates(&cfg.namespaces, Kind::Network),
+                cgroup_layout: cgroup,
+            };
+            rootfs::prepare(&cx)?;
+            let root = crate::inroot::Root::open(rootfs)?;
+            let linux = spec.linux().as_ref();
+            rootfs::mask_paths(
+                &root,
+                linux
+                    .and_then(|l| l.masked_paths().as_deref())
+                    .unwrap_or(&[]),
+            )?;
+            rootfs::readonly_paths(
+                &root,
+                linux
+                    .and_then(|l| l.readonly_paths().as_deref())
+                    .unwrap_or(&[]),
+            )?;
+            if terminal {
+                let sock = console
+                    .as_ref()
+                    .ok_or_else(|| Error::spec("process.terminal", "needs --console-socket"))?;
+                let ptmx = root
+                    .open_file(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+                    .ctx(|| "open the container's /dev/ptmx")?;
+                let pty = crate::tty::open_pty(ptmx)?;
+                if let Some(sz) = process.console_size() {
+                    crate::tty::set_size(&pty.master, sz.height() as u16, sz.width() as u16)?;
+                }
+                rootfs::bind_console(&root, &crate::inroot::fd_path(&pty.slave))?;
+                crate::tty::send_master(sock, &pty.master, &pty.slave_name)?;
+                crate::tty::become_controlled(&pty.slave)?;
+            }
+            drop(console);
+            if let Some(h) = spec.hooks() {
+                if h.prestart().is_some() || h.create_runtime().is_some() {
+                    chan.send(&FromInit::RunHooks)?;
+                    match chan.recv::<ToInit>()? {
+                        Some(ToInit::HooksDone) => {}
+                        Some(ToInit::HooksFailed(m)) => return Err(Error::Init(m)),
+                        _ => return Err(Error::Init("parent went away during hooks".into())),
+                    }
+                }
+                crate::hooks::run_all(
+                    h.create_container().as_ref(),
+                    &state_json,
+                    "createContainer",
+                )?;
+            }
+            // sysctls go through the host's /proc, which acts on our (new) namespaces.
+            for (k, v) in linux
+                .and_then(|l| l.sysctl().as_ref())
+                .into_iter()
+                .flatten()
+            {
+                crate::security::write_sysctl(k, v)?;
+            }
+            rootfs::pivot(rootfs, *no_pivot)?;
+            rootfs::finish(spec)?;
+            if namespaces::creates(&cfg.namespaces, Kind::Uts) {
+                if let Some(h) = spec.hostname() {
+                    nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
+                }
+                if let Some(d) = spec.domainname() {
+                    // SAFETY: plain syscall on a byte buffer.
+                    if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+                        return Err(nix::Error::last()).ctx(|| format!("domainname {d:?}"));
+                    }
+                }
+            }
+            if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+                crate::security::apply_personality(p)?;
+            }
+            let prepared = prepare_exec(process)?;
+            // Report success, then block until `start` opens the exec fifo.
+            chan.send(&FromInit::Ready)?;
+            let fifo = nix::fcntl::open(
+                &crate::inroot::fd_path(fifo_fd),
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ctx(|| "open exec fifo")?;
+            nix::unistd::write(&fifo, b"0").ctx(|| "write exec fifo")?;
+            drop(fifo);
+            let _ = nix::unistd::close(*fifo_fd);
+            if let Some(h) = spec.hooks() {
+                crate::hooks::run_all(h.start_container().as_ref(), &state_json, "startContainer")?;
+            }
+            let userns = namespaces::has(&cfg.namespaces, Kind::User);
+            finalize_and_exec(
+                process,
+                linux.and_then(|l| l.seccomp().as_ref()),
+                prepared,
+                cfg.preserve_fds,
+                userns,
+                true,
+            )
+        }
+        Mode::Exec {
+            seccomp,
+            apparmor_allowed: _,
+        } => {
+            if let Some(sock) = &console {
+                let ptmx = nix::fcntl::open(
+                    "/dev/ptmx",
+                    nix::fcntl::OFlag::O_RDWR
+                        | nix::fcntl::OFlag::O_NOCTTY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ctx(|| "open the container's /dev/ptmx")?;
+                let pty = crate::tty::open_pty(ptmx)?;
+                if let Some(sz) = process.console_size() {
+                    crate::tty::set_size(&pty.master, sz.height() as u16, sz.width() as u16)?;
+                }
+                crate::tty::send_master(sock, &pty.master, &pty.slave_name)?;
+                crate::tty::become_controlled(&pty.slave)?;
+            }
+            drop(console);
+            let prepared = prepare_exec(process)?;
+            let userns = namespaces::has(&cfg.namespaces, Kind::User);
+            finalize_and_exec(
+                process,
+                seccomp.as_deref(),
+                prepared,
+                cfg.preserve_fds,
+                userns,
+                false,
+            )
+        }
+    }
+}
+
+/// Everything needed for execve, resolved while errors can still reach the caller.
+pub struct Prepared {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn cstr(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::spec(what, format!("{s:?} contains a NUL byte")))
+}
+
+fn prepare_exec(p: &Process) -> Result<Prepared> {
+    let args = p.args().clone().unwrap_or_default();
+    let first = args
+        .first()
+        .ok_or_else(|| Error::spec("process.args", "must not be empty"))?;
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(p.user().uid())));
+    }
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let exe = lookup(first, path_var)?;
+    Ok(Prepared {
+        path: cstr(&exe.to_string_lossy(), "process.args[0]")?,
+        args: args
+            .iter()
+            .map(|a| cstr(a, "process.args"))
+            .collect::<Result<_>>()?,
+        env: env
+            .iter()
+            .map(|e| cstr(e, "process.env"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Finds `name` like execvp would, so a typo is reported at create, not after start.
+pub fn lookup(name: &str, path_var: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        return Err(Error::spec(
+            "process.args[0]",
+            format!("exec: {name:?}: no such executable file"),
+        ));
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::spec(
+        "process.args[0]",
+        format!("exec: {name:?}: executable file not found in $PATH"),
+    ))
+}
+
+fn close_fds_from(first: i32) {
+    // Everything above stdio + preserved fds must not leak into the container.
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        for fd in fds {
+            if fd >= first {
+                set_cloexec(fd);
+            }
+        }
+    }
+}
+
+fn finalize_and_exec(
+    p: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    prep: Prepared,
+    preserve_fds: i32,
+    userns: bool,
+    _init: bool,
+) -> Result<std::convert::Infallible> {
+    let filter = seccomp.map(crate::seccomp::compile).transpose()?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        crate::security::apply_apparmor(profile)?;
+    }
+    crate::security::apply_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load before dropping it.
+    if let (Some(f), false) = (&filter, nnp) {
+        crate::seccomp::load(f)?;
+    }
+    crate::security::apply_bounding(p.capabilities().as_ref())?;
+    let setgroups_allowed = !userns
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true);
+    crate::security::switch_user(p.user(), setgroups_allowed)?;
+    crate::security::apply_caps(p.capabilities().as_ref())?;
+    if nnp {
+        crate::security::set_no_new_privs()?;
+    }
+    if let (Some(f), true) = (&filter, nnp) {
+        crate::seccomp::load(f)?;
+    }
+    close_fds_from(3 + preserve_fds);
+    let e = nix::unistd::execve(&prep.path, &prep.args, &prep.env).unwrap_err();
+    Err(e).ctx(|| format!("exec {:?}", prep.path))
+}
+
+/// Writes uid_map/gid_map of `pid` (the parent does this for a new user namespace).
+pub fn write_id_maps(pid: i32, uid: &[(u32, u32, u32)], gid: &[(u32, u32, u32)]) -> Result<()> {
+    let fmt = |m: &[(u32, u32, u32)]| {
+        m.iter()
+            .map(|(c, h, s)| format!("{c} {h} {s}\n"))
+            .collect::<String>()
+    };
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))
+        .ctx(|| "write uid_map (linux.uidMappings)")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
+        .ctx(|| "write gid_map (linux.gidMappings)")?;
+    Ok(())
+}
+
+pub fn raw(fd: &impl AsRawFd) -> i32 {
+    fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_follows_path_and_reports_missing() {
+        assert_eq!(
+            lookup("sh", "/nonexistent:/bin").unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert_eq!(lookup("/bin/sh", "").unwrap(), PathBuf::from("/bin/sh"));
+        let e = lookup("no-such-binary-xyz", "/bin:/usr/bin")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+    }
+}
