@@ -809,52 +809,45 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 }
 
 fn create_v2(dir: &Path) -> Result<()> {
-    // Enable every available controller in each ancestor that we pass through, top down.
-    let mut ancestors: Vec<&Path> = dir
-        .ancestors()
-        .skip(1)
-        .take_while(|p| p.join("cgroup.controllers").exists())
-        .collect();
-    ancestors.reverse();
-    for a in ancestors {
-        let avail = read_file(a, "cgroup.controllers").unwrap_or_default();
-        let enabled = read_file(a, "cgroup.subtree_control").unwrap_or_default();
-        let want: Vec<String> = avail
+    // From the topmost cgroup ancestor down: enable every available controller for the
+    // children, then create the next level.
+    let mut chain: Vec<&Path> = dir.ancestors().collect();
+    chain.reverse();
+    let Some(top) = chain
+        .iter()
+        .position(|p| p.join("cgroup.controllers").exists())
+    else {
+        return Err(Error::Cgroup {
+            path: dir.display().to_string(),
+            message: "not below a cgroup2 mount".into(),
+        });
+    };
+    for pair in chain[top..].windows(2) {
+        let (parent, child) = (pair[0], pair[1]);
+        let avail = read_file(parent, "cgroup.controllers").unwrap_or_default();
+        let enabled = read_file(parent, "cgroup.subtree_control").unwrap_or_default();
+        for c in avail
             .split_whitespace()
             .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
-            .map(|c| format!("+{c}"))
-            .collect();
-        if !want.is_empty() {
-            // Best effort per controller: a controller busy in a threaded subtree must not
-            // block the others.
-            for c in want {
-                let _ = std::fs::write(a.join("cgroup.subtree_control"), &c);
-            }
+        {
+            // Per controller: one that cannot be enabled (threaded subtree) must not block the
+            // others.
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{c}"));
         }
-        let child = dir
-            .strip_prefix(a)
-            .ok()
-            .and_then(|r| r.components().next())
-            .map(|c| a.join(c));
-        if let Some(child) = child {
-            if !child.exists() {
-                std::fs::create_dir(&child).map_err(|e| Error::Cgroup {
-                    path: child.display().to_string(),
-                    message: format!("create: {e}"),
-                })?;
-            }
+        if !child.exists() {
+            std::fs::create_dir(child).map_err(|e| Error::Cgroup {
+                path: child.display().to_string(),
+                message: format!("create: {e}"),
+            })?;
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::Cgroup {
-        path: dir.display().to_string(),
-        message: format!("create: {e}"),
-    })
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::*;
+    use oci_spec::runtime::LinuxResources;
 
     fn res(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()

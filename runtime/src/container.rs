@@ -190,6 +190,12 @@ impl Runtime {
         let fifo_path = dir.join(state::EXEC_FIFO);
         nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
             .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+        // Writable by the container's user whoever it maps to (mkfifo applied the umask).
+        std::fs::set_permissions(
+            &fifo_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o622),
+        )
+        .ctx(|| format!("chmod {}", fifo_path.display()))?;
         let fifo = nix::fcntl::open(
             &fifo_path,
             nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,

@@ -105,63 +105,99 @@ impl Root {
         std::fs::read_link(fd_path(fd)).unwrap_or_default()
     }
 
+    /// The path of a resolved handle relative to the root (symlinks resolved).
+    fn rel_of(&self, fd: &OwnedFd) -> PathBuf {
+        let root_real = Self::real_path(&self.fd);
+        Self::real_path(fd)
+            .strip_prefix(&root_real)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Creates every missing directory of `path` inside the root and returns an O_PATH handle.
+    /// A dangling symlink on the way (an image's `/var/run -> /run` with no /run) is followed
+    /// and its target created inside the root, as runc does.
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> Result<OwnedFd> {
-        let rel = Self::rel(path);
+        use std::collections::VecDeque;
+        use std::ffi::OsString;
+        let fail = |cur: &Path, what: &str, e: Errno| {
+            Err(e).ctx(|| format!("{what} {} in {}", cur.display(), self.path.display()))
+        };
+        let mut todo: VecDeque<OsString> = Self::rel(path)
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .map(|c| c.as_os_str().to_owned())
+            .collect();
         let mut cur = PathBuf::new();
         let mut fd = openat2(
             self.fd.as_raw_fd(),
             Path::new("."),
-            libc::O_PATH,
+            libc::O_PATH | libc::O_DIRECTORY,
             0,
             IN_ROOT,
         )
         .ctx(|| format!("open {}", self.path.display()))?;
-        for comp in rel.components() {
-            let name = match comp {
-                Component::Normal(n) => n,
-                Component::CurDir => continue,
-                // `..` is resolved by the kernel inside the root on the next open.
-                Component::ParentDir => std::ffi::OsStr::new(".."),
-                _ => continue,
-            };
-            cur.push(name);
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            let next = cur.join(&name);
             match openat2(
                 self.fd.as_raw_fd(),
-                &cur,
+                &next,
                 libc::O_PATH | libc::O_DIRECTORY,
                 0,
                 IN_ROOT,
             ) {
-                Ok(next) => fd = next,
-                Err(Errno::ENOENT) => {
-                    match nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(mode)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(e).ctx(|| {
-                                format!("mkdir {} in {}", cur.display(), self.path.display())
-                            })
+                Ok(n) => {
+                    cur = self.rel_of(&n);
+                    fd = n;
+                }
+                Err(Errno::ENOENT) => match nix::sys::stat::mkdirat(
+                    &fd,
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(mode),
+                ) {
+                    Ok(()) => {
+                        fd = openat2(
+                            self.fd.as_raw_fd(),
+                            &next,
+                            libc::O_PATH | libc::O_DIRECTORY,
+                            0,
+                            IN_ROOT,
+                        )
+                        .ctx(|| format!("open {} in {}", next.display(), self.path.display()))?;
+                        cur = self.rel_of(&fd);
+                    }
+                    Err(Errno::EEXIST) => {
+                        // A dangling symlink: continue along its target.
+                        let target = match nix::fcntl::readlinkat(&fd, name.as_os_str()) {
+                            Ok(t) => PathBuf::from(t),
+                            Err(e) => return fail(&next, "mkdir", e),
+                        };
+                        links += 1;
+                        if links > 40 {
+                            return fail(&next, "resolve", Errno::ELOOP);
+                        }
+                        if target.is_absolute() {
+                            cur = PathBuf::new();
+                            fd = openat2(
+                                self.fd.as_raw_fd(),
+                                Path::new("."),
+                                libc::O_PATH | libc::O_DIRECTORY,
+                                0,
+                                IN_ROOT,
+                            )
+                            .ctx(|| format!("open {}", self.path.display()))?;
+                        }
+                        for c in target.components().rev() {
+                            match c {
+                                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                                other => todo.push_front(other.as_os_str().to_owned()),
+                            }
                         }
                     }
-                    fd = openat2(
-                        self.fd.as_raw_fd(),
-                        &cur,
-                        libc::O_PATH | libc::O_DIRECTORY,
-                        0,
-                        IN_ROOT,
-                    )
-                    .ctx(|| {
-                        format!(
-                            "{} in {}: not a directory after creating it (dangling symlink?)",
-                            cur.display(),
-                            self.path.display()
-                        )
-                    })?;
-                }
-                Err(e) => {
-                    return Err(e)
-                        .ctx(|| format!("resolve {} in {}", cur.display(), self.path.display()))
-                }
+                    Err(e) => return fail(&next, "mkdir", e),
+                },
+                Err(e) => return fail(&next, "resolve", e),
             }
         }
         Ok(fd)

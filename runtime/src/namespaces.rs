@@ -127,7 +127,7 @@ pub fn plan(list: &[LinuxNamespace]) -> Result<Vec<Action>> {
 }
 
 pub fn creates(plan: &[Action], kind: Kind) -> bool {
-    plan.iter().any(|a| *a == Action::Create(kind))
+    plan.contains(&Action::Create(kind))
 }
 
 pub fn has(plan: &[Action], kind: Kind) -> bool {

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub const HELPER_ENV: &str = "_HUSK_HELPER_FD";
 
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Mode {
     /// A new container: `namespaces` are created or joined, the rootfs is prepared.
@@ -211,8 +213,13 @@ fn helper(chan: &Channel) -> Result<()> {
     }
     // The container process.
     let Err(e) = container_process(chan, cfg);
-    let _ = chan.send(&FromInit::Error(e.to_string()));
-    unsafe { libc::_exit(1) }
+    if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
+        // Nobody listens on the channel any more: the container's stderr is the only witness.
+        eprintln!("husk: container process: {e}");
+    } else {
+        let _ = chan.send(&FromInit::Error(e.to_string()));
+    }
+    unsafe { libc::_exit(127) }
 }
 
 fn wait_continue(chan: &Channel) -> Result<(i32, String)> {
@@ -332,6 +339,7 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
             let prepared = prepare_exec(process)?;
             // Report success, then block until `start` opens the exec fifo.
             chan.send(&FromInit::Ready)?;
+            READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
             let fifo = nix::fcntl::open(
                 &crate::inroot::fd_path(fifo_fd),
                 nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,

@@ -194,7 +194,9 @@ mod tests {
           ]}"#,
         );
         let ctx = compile(&p).unwrap();
-        assert!(!ctx.export_bpf_mem().unwrap().is_empty());
+        let f = tempfile::tempfile().unwrap();
+        ctx.export_bpf(&f).unwrap();
+        assert!(f.metadata().unwrap().len() > 0);
         assert!(ctx.is_arch_present(ScmpArch::X86).unwrap());
         assert!(!ctx.get_ctl_nnp().unwrap());
     }

@@ -95,6 +95,8 @@ enum Cmd {
     /// Run a new process in a running container.
     Exec {
         id: String,
+        /// The command and its arguments (everything after the id).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
         #[arg(long = "console-socket")]
         console_socket: Option<PathBuf>,
@@ -182,10 +184,13 @@ fn main() {
     husk_runtime::run_helper_if_requested();
     let cli = Cli::parse();
     init_logging(&cli);
+    let log_to_file = cli.log.is_some();
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            tracing::error!("{e}");
+            if log_to_file {
+                tracing::error!("{e}");
+            }
             eprintln!("husk: {e}");
             std::process::exit(1);
         }
