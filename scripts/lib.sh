@@ -1,0 +1,48 @@
+# Shared by demo.sh and test.sh: install what husk needs on a Debian/Ubuntu machine and build.
+set -euo pipefail
+
+HUSK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export HUSK_SRC
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "husk: this command needs root (it creates namespaces, cgroups and mounts): run it with sudo" >&2
+        exit 1
+    fi
+}
+
+# Debian packages husk builds and tests with. Installed only when missing.
+PKGS=(build-essential pkg-config libseccomp-dev busybox-static file)
+
+ensure_packages() {
+    local missing=()
+    for p in "${PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "==> installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "==> installing Debian's Rust toolchain"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
+    fi
+    local v
+    v=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n' 1.80.0 "$v" | sort -V | head -1)" != 1.80.0 ]; then
+        echo "husk: rustc $v is too old; husk needs Rust >= 1.80 (install it with rustup)" >&2
+        exit 1
+    fi
+}
+
+build_release() {
+    echo "==> building husk (release)"
+    (cd "$HUSK_SRC" && cargo build --release --locked --quiet)
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every husk test: formatting and lints, unit tests, and the root integration tests of the
+# runtime core (real namespaces, cgroups, mounts). Installs what it needs first.
+source "$(dirname "$0")/lib.sh"
+need_root
+ensure_packages
+ensure_rust
+cd "$HUSK_SRC"
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
+build_release
+echo "==> cargo test (unit + root integration)"
+cargo test --locked --workspace -- --test-threads 4
