@@ -12,4 +12,9 @@ echo "==> cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 build_release
 echo "==> cargo test (unit + root integration)"
-cargo test --locked --workspace -- --test-threads 4
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
