@@ -1,0 +1,321 @@
+//! Container stdio. The container writes into pipes the shim holds; the shim copies them to
+//! containerd's FIFOs (or a file://, or a binary:// logger). Holding the pipes means output is
+//! never lost when the container writes fast and exits at once, and the FIFOs are opened
+//! read-write so a containerd restart makes writes wait instead of failing.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+
+fn set_nonblock(fd: &impl AsRawFd) {
+    // SAFETY: fcntl on a valid fd.
+    unsafe {
+        let f = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, f | libc::O_NONBLOCK);
+    }
+}
+
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o640) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where a stream goes on the shim's side.
+#[derive(Debug)]
+pub enum Sink {
+    None,
+    Fifo(String),
+    File(String),
+}
+
+pub fn parse_uri(s: &str) -> Result<Sink, String> {
+    if s.is_empty() {
+        return Ok(Sink::None);
+    }
+    if let Some(rest) = s.strip_prefix("file://") {
+        return Ok(Sink::File(rest.to_string()));
+    }
+    if let Some(rest) = s.strip_prefix("fifo://") {
+        return Ok(Sink::Fifo(rest.to_string()));
+    }
+    if s.starts_with("binary://") || s.starts_with("binary-v2://") {
+        return Err(format!(
+            "{s}: binary:// loggers are not supported by husk yet"
+        ));
+    }
+    if s.contains("://") {
+        return Err(format!("{s}: unsupported io scheme"));
+    }
+    Ok(Sink::Fifo(s.to_string()))
+}
+
+fn open_sink(sink: &Sink) -> std::io::Result<Option<OwnedFd>> {
+    match sink {
+        Sink::None => Ok(None),
+        // O_RDWR: never ENXIO, never EPIPE while containerd is away.
+        Sink::Fifo(p) => open_path(p, libc::O_RDWR | libc::O_NONBLOCK).map(Some),
+        Sink::File(p) => {
+            if let Some(dir) = Path::new(p).parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            open_path(p, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT).map(Some)
+        }
+    }
+}
+
+async fn read_some(src: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        let mut g = src.readable().await?;
+        match g.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn write_all(dst: &Dst, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = match dst {
+            Dst::Async(a) => {
+                let mut g = a.writable().await?;
+                match g.try_io(|fd| {
+                    nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)
+                }) {
+                    Ok(r) => r?,
+                    Err(_would_block) => continue,
+                }
+            }
+            Dst::Blocking(f) => nix::unistd::write(f, data).map_err(std::io::Error::from)?,
+        };
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+enum Dst {
+    Async(AsyncFd<OwnedFd>),
+    /// Regular files cannot be polled; writes to them do not block for long.
+    Blocking(OwnedFd),
+}
+
+fn dst_of(fd: OwnedFd) -> std::io::Result<Dst> {
+    set_nonblock(&fd);
+    let is_reg = nix::sys::stat::fstat(fd.as_fd())
+        .map(|s| (s.st_mode & libc::S_IFMT) == libc::S_IFREG)
+        .unwrap_or(false);
+    if is_reg {
+        return Ok(Dst::Blocking(fd));
+    }
+    Ok(Dst::Async(crate::io::async_fd(fd)?))
+}
+
+/// Copies `src` to every destination until EOF (or EIO from a pty whose slave closed).
+pub fn spawn_copy(src: OwnedFd, dsts: Vec<OwnedFd>) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        set_nonblock(&src);
+        let src = match crate::io::async_fd(src) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "stdio source");
+                return 0;
+            }
+        };
+        let dsts: Vec<Dst> = dsts.into_iter().filter_map(|d| dst_of(d).ok()).collect();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match read_some(&src, &mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stdio read");
+                    break;
+                }
+            };
+            for d in &dsts {
+                if let Err(e) = write_all(d, &buf[..n]).await {
+                    tracing::warn!(error = %e, "stdio write");
+                }
+            }
+            total += n as u64;
+        }
+        total
+    })
+}
+
+/// One process's stdio, as the shim holds it.
+#[derive(Default)]
+pub struct ProcessIo {
+    /// What the container process gets as fds 0, 1, 2.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The shim's write end of the container's stdin (dropped by CloseIO).
+    pub stdin_writer: std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>,
+    pub copiers: Vec<JoinHandle<u64>>,
+}
+
+/// Sets up pipes and copiers for the non-terminal case.
+pub fn setup(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo, String> {
+    let mut io = ProcessIo::default();
+    let devnull =
+        || open_path("/dev/null", libc::O_RDWR).map_err(|e| format!("open /dev/null: {e}"));
+    let out_sink = parse_uri(stdout)?;
+    let err_sink = parse_uri(stderr)?;
+    for (sink, slot, name) in [(out_sink, 1, stdout), (err_sink, 2, stderr)] {
+        let fd = match open_sink(&sink).map_err(|e| format!("open {name}: {e}"))? {
+            None => devnull()?,
+            Some(dst) => {
+                let (r, w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+                io.copiers.push(spawn_copy(r, vec![dst]));
+                w
+            }
+        };
+        if slot == 1 {
+            io.stdout = Some(fd);
+        } else {
+            io.stderr = Some(fd);
+        }
+    }
+    match parse_uri(stdin)? {
+        Sink::None => io.stdin = Some(devnull()?),
+        Sink::Fifo(p) | Sink::File(p) => {
+            let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
+                .map_err(|e| format!("open stdin {p}: {e}"))?;
+            let (r, w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+            io.stdin = Some(r);
+            let w = std::sync::Arc::new(std::sync::Mutex::new(Some(w)));
+            io.stdin_writer = w.clone();
+            spawn_stdin(src, w);
+        }
+    }
+    Ok(io)
+}
+
+/// Copies containerd's stdin FIFO into the container until CloseIO drops the writer.
+fn spawn_stdin(src: OwnedFd, writer: std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>) {
+    tokio::spawn(async move {
+        set_nonblock(&src);
+        let Ok(src) = crate::io::async_fd(src) else {
+            return;
+        };
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match read_some(&src, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let w = writer
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|w| w.try_clone().ok());
+            let Some(w) = w else { break };
+            // Blocking write on a dup in a blocking thread: the container may read slowly.
+            let data = buf[..n].to_vec();
+            let ok = tokio::task::spawn_blocking(move || {
+                // SAFETY: clearing O_NONBLOCK on our own dup.
+                unsafe {
+                    let f = libc::fcntl(w.as_raw_fd(), libc::F_GETFL);
+                    libc::fcntl(w.as_raw_fd(), libc::F_SETFL, f & !libc::O_NONBLOCK);
+                }
+                let mut d = &data[..];
+                while !d.is_empty() {
+                    match nix::unistd::write(&w, d) {
+                        Ok(n) => d = &d[n..],
+                        Err(_) => return false,
+                    }
+                }
+                true
+            })
+            .await
+            .unwrap_or(false);
+            if !ok {
+                break;
+            }
+        }
+        writer.lock().unwrap().take();
+    });
+}
+
+/// Terminal mode: the pty master replaces the pipes.
+pub fn setup_terminal(master: OwnedFd, stdin: &str, stdout: &str) -> Result<ProcessIo, String> {
+    let mut io = ProcessIo::default();
+    if let Some(dst) = open_sink(&parse_uri(stdout)?).map_err(|e| format!("open {stdout}: {e}"))? {
+        let reader = master.try_clone().map_err(|e| e.to_string())?;
+        io.copiers.push(spawn_copy(reader, vec![dst]));
+    }
+    match parse_uri(stdin)? {
+        Sink::None => {}
+        Sink::Fifo(p) | Sink::File(p) => {
+            let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
+                .map_err(|e| format!("open stdin {p}: {e}"))?;
+            let w = std::sync::Arc::new(std::sync::Mutex::new(Some(
+                master.try_clone().map_err(|e| e.to_string())?,
+            )));
+            io.stdin_writer = w.clone();
+            spawn_stdin(src, w);
+        }
+    }
+    Ok(io)
+}
+
+/// Registers an owned fd with the reactor.
+pub fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the fd, so it stays open exactly as long as it is registered.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert!(matches!(parse_uri("").unwrap(), Sink::None));
+        assert!(
+            matches!(parse_uri("/run/x/stdout").unwrap(), Sink::Fifo(p) if p == "/run/x/stdout")
+        );
+        assert!(
+            matches!(parse_uri("file:///var/log/c.log").unwrap(), Sink::File(p) if p == "/var/log/c.log")
+        );
+        assert!(parse_uri("binary:///usr/bin/logger")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_uri("tcp://x").is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn fast_writer_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.log");
+        let io = setup("", &format!("file://{}", out.display()), "").unwrap();
+        let w = io.stdout.unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let d2 = data.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            std::io::Write::write_all(&mut f, &d2).unwrap();
+        });
+        // The copier runs on this thread while the writer fills the pipe from another.
+        let mut total = 0;
+        for c in io.copiers {
+            total += c.await.unwrap();
+        }
+        writer.join().unwrap();
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(std::fs::read(&out).unwrap(), data);
+    }
+}

@@ -1,0 +1,199 @@
+//! The shim's own lifecycle as containerd drives it: `start` (one shim per pod: find or spawn
+//! the server for the pod and print its address), `delete` (clean up after a dead shim).
+//! Both run before any thread exists.
+
+use crate::args::Args;
+use containerd_shim_protos::protobuf::Message;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// Annotations that put containers of one pod into one shim (as containerd's runc shim does).
+const GROUP_LABELS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+pub const SOCKET_DIR: &str = "/run/containerd/s";
+/// The fd the served shim inherits its listening socket on.
+pub const LISTENER_FD: i32 = 3;
+
+pub fn grouping_id(bundle: &Path, id: &str) -> String {
+    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
+        return id.to_string();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+        return id.to_string();
+    };
+    GROUP_LABELS
+        .iter()
+        .find_map(|k| {
+            v.pointer(&format!("/annotations/{}", k.replace('/', "~1")))
+                .and_then(|x| x.as_str())
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// containerd's socket naming: sha256 of "<containerd address>/<namespace>/<group id>".
+pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
+    let joined = Path::new(address).join(namespace).join(group);
+    let digest = Sha256::digest(joined.to_string_lossy().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(SOCKET_DIR).join(hex)
+}
+
+fn read_stdin() -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut buf);
+    buf
+}
+
+/// `start`: prints the ttrpc address of the pod's shim, starting it if needed.
+pub fn start(args: &Args) -> Result<String, String> {
+    // containerd passes runtime options on stdin; husk has none yet, but stdin must be drained.
+    let _options = read_stdin();
+    let bundle = std::env::current_dir().map_err(|e| format!("cwd: {e}"))?;
+    let group = grouping_id(&bundle, &args.id);
+    let sock = socket_path(&args.address, &args.namespace, &group);
+    let address = format!("unix://{}", sock.display());
+    std::fs::create_dir_all(SOCKET_DIR).map_err(|e| format!("create {SOCKET_DIR}: {e}"))?;
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(&sock).is_ok() {
+                // The pod's shim is alive: this container joins it.
+                write_address(&bundle, &address)?;
+                return Ok(address);
+            }
+            let _ = std::fs::remove_file(&sock);
+            UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?
+        }
+        Err(e) => return Err(format!("bind {}: {e}", sock.display())),
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "-namespace",
+        &args.namespace,
+        "-id",
+        &args.id,
+        "-address",
+        &args.address,
+        "-publish-binary",
+        &args.publish_binary,
+        "-socket",
+        &address,
+    ]);
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    cmd.current_dir(&bundle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let lfd = listener.as_raw_fd();
+    // SAFETY: setsid and dup2 are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // dup2 onto itself would leave FD_CLOEXEC set: clear it instead.
+            let r = if lfd == LISTENER_FD {
+                libc::fcntl(lfd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(lfd, LISTENER_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| format!("start shim server: {e}"))?;
+    drop(listener);
+    // The server is a daemon: it is reparented to init (or the nearest subreaper) when we exit.
+    let _ = child.id();
+    write_address(&bundle, &address)?;
+    Ok(address)
+}
+
+fn write_address(bundle: &Path, address: &str) -> Result<(), String> {
+    std::fs::write(bundle.join("address"), address).map_err(|e| format!("write address: {e}"))
+}
+
+/// The runtime root the shim keeps husk state under, per containerd namespace.
+pub fn runtime_root(namespace: &str) -> PathBuf {
+    PathBuf::from("/run/containerd/husk").join(namespace)
+}
+
+/// `delete`: containerd lost the shim. Kill what is left, unmount, remove the cgroup and
+/// state, and report the container as killed.
+pub fn delete(args: &Args) -> Result<Vec<u8>, String> {
+    let bundle = if args.bundle.is_empty() {
+        std::env::current_dir().map_err(|e| e.to_string())?
+    } else {
+        PathBuf::from(&args.bundle)
+    };
+    let rt = husk_runtime::Runtime::new(runtime_root(&args.namespace));
+    let mut pid = 0;
+    match rt.load(&args.id) {
+        Ok(c) => {
+            pid = c.pid();
+            if let Err(e) = c.delete(true) {
+                eprintln!("delete {}: {e}", args.id);
+            }
+        }
+        Err(husk_runtime::Error::NotFound(_)) => {}
+        Err(e) => eprintln!("load {}: {e}", args.id),
+    }
+    crate::mount::unmount_rootfs(&bundle.join("rootfs"));
+    let mut resp = containerd_shim_protos::shim::shim::DeleteResponse::new();
+    resp.pid = pid.max(0) as u32;
+    resp.exit_status = 128 + libc::SIGKILL as u32;
+    resp.exited_at = containerd_shim_protos::protobuf::MessageField::some(crate::events::now());
+    resp.write_to_bytes().map_err(|e| e.to_string())
+}
+
+pub fn print(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_name_matches_containerd() {
+        let p = socket_path("/run/containerd/containerd.sock", "default", "abc");
+        let hex = p.file_name().unwrap().to_string_lossy().to_string();
+        assert_eq!(hex.len(), 64);
+        let want: String = Sha256::digest(b"/run/containerd/containerd.sock/default/abc")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, want);
+        assert!(p.as_os_str().len() < 108, "fits sun_path");
+    }
+
+    #[test]
+    fn grouping_by_sandbox_annotation() {
+        let d = std::env::temp_dir().join(format!("husk-group-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping_id(&d, "ctr"), "pod1");
+        std::fs::write(d.join("config.json"), r#"{"annotations":{}}"#).unwrap();
+        assert_eq!(grouping_id(&d, "ctr"), "ctr");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

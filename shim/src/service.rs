@@ -1,0 +1,896 @@
+//! containerd's Task API (v2) over the husk runtime core. One shim serves every container of
+//! a pod. The container map lock is only held for lookups, never across creation; runtime
+//! calls that fork run on blocking threads under the reaper's spawn guard.
+
+use crate::events::{Event, Publisher};
+use crate::io::ProcessIo;
+use crate::lifecycle::{Emit, EventGate, Exit, ProcState, Transition};
+use async_trait::async_trait;
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::shim_async::Task;
+use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext, Code};
+use husk_runtime::{Container, Runtime};
+use nix::sys::signal::Signal;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
+
+type TResult<T> = ttrpc::Result<T>;
+
+fn status(code: Code, msg: impl Into<String>) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
+}
+
+fn from_runtime(e: husk_runtime::Error) -> ttrpc::Error {
+    use husk_runtime::Error as E;
+    let code = match &e {
+        E::NotFound(_) => Code::NOT_FOUND,
+        E::AlreadyExists(_) => Code::ALREADY_EXISTS,
+        E::IllegalState { .. } => Code::FAILED_PRECONDITION,
+        E::InvalidId(_) | E::Spec { .. } | E::Config { .. } => Code::INVALID_ARGUMENT,
+        E::Unsupported { .. } => Code::UNIMPLEMENTED,
+        _ => Code::UNKNOWN,
+    };
+    status(code, e.to_string())
+}
+
+fn from_transition(e: Transition) -> ttrpc::Error {
+    let code = match e {
+        Transition::Deleted(_) => Code::NOT_FOUND,
+        _ => Code::FAILED_PRECONDITION,
+    };
+    status(code, e.to_string())
+}
+
+struct Proc {
+    pid: u32,
+    state: ProcState,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    terminal: bool,
+    io: Option<ProcessIo>,
+    console: Option<OwnedFd>,
+    exit: watch::Sender<Option<Exit>>,
+    spec: Option<oci_spec::runtime::Process>,
+}
+
+impl Proc {
+    fn new(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Proc {
+        Proc {
+            pid: 0,
+            state: ProcState::Created,
+            stdin: stdin.into(),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            terminal,
+            io: None,
+            console: None,
+            exit: watch::channel(None).0,
+            spec: None,
+        }
+    }
+}
+
+struct Ctr {
+    id: String,
+    bundle: PathBuf,
+    rootfs_mounted: bool,
+    container: Container,
+    init: Proc,
+    execs: HashMap<String, Proc>,
+    gate: EventGate,
+    oom_published: bool,
+}
+
+pub struct Service {
+    namespace: String,
+    runtime: Arc<Runtime>,
+    containers: Arc<Mutex<HashMap<String, Arc<Mutex<Ctr>>>>>,
+    events: Publisher,
+    pub shutdown: Arc<Notify>,
+}
+
+impl Service {
+    pub fn new(namespace: String, runtime: Runtime, events: Publisher) -> Service {
+        Service {
+            namespace,
+            runtime: Arc::new(runtime),
+            containers: Default::default(),
+            events,
+            shutdown: Arc::new(Notify::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> TResult<Arc<Mutex<Ctr>>> {
+        self.containers
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| status(Code::NOT_FOUND, format!("container {id} not found")))
+    }
+
+    fn publish_emits(&self, ctr: &mut Ctr, emits: Vec<Emit>) {
+        publish_emits(&self.events, ctr, emits);
+    }
+}
+
+fn publish_emits(events: &Publisher, ctr: &mut Ctr, emits: Vec<Emit>) {
+    for e in emits {
+        match e {
+            Emit::TaskStart { pid } => events.publish(Event::Start(ev::TaskStart {
+                container_id: ctr.id.clone(),
+                pid,
+                ..Default::default()
+            })),
+            Emit::ExecStarted { exec_id, pid } => {
+                events.publish(Event::ExecStarted(ev::TaskExecStarted {
+                    container_id: ctr.id.clone(),
+                    exec_id,
+                    pid,
+                    ..Default::default()
+                }))
+            }
+            Emit::TaskExit { exec_id, exit } => {
+                if exec_id.is_empty()
+                    && !ctr.oom_published
+                    && ctr.container.cgroup().oom_kill_count() > 0
+                {
+                    // Checked synchronously so CRI sees OOMKilled, never a bare Error.
+                    ctr.oom_published = true;
+                    events.publish(Event::Oom(ev::TaskOOM {
+                        container_id: ctr.id.clone(),
+                        ..Default::default()
+                    }));
+                }
+                let id = if exec_id.is_empty() {
+                    ctr.id.clone()
+                } else {
+                    exec_id
+                };
+                events.publish(Event::Exit(ev::TaskExit {
+                    container_id: ctr.id.clone(),
+                    id,
+                    pid: exit.pid,
+                    exit_status: exit.status,
+                    exited_at: MessageField::some(crate::events::ts(exit.at)),
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+}
+
+/// Waits for a process's exit and feeds it through the state machine.
+fn spawn_exit_watch(
+    events: Publisher,
+    ctr: Arc<Mutex<Ctr>>,
+    exec_id: String,
+    pid: i32,
+    pidfd: OwnedFd,
+) {
+    tokio::spawn(async move {
+        let code = crate::reaper::wait(pid, pidfd).await;
+        let exit = Exit {
+            pid: pid as u32,
+            status: code,
+            at: crate::events::now_nanos(),
+        };
+        let mut c = ctr.lock().unwrap();
+        tracing::info!(id = %c.id, exec_id = %exec_id, pid, status = code, "process exited");
+        let emits = if exec_id.is_empty() {
+            c.init.state = c.init.state.exit(exit);
+            let _ = c.init.exit.send(Some(exit));
+            if !c.container.persisted().new_pid_ns {
+                // No pid namespace of its own: nothing else kills the rest when init dies.
+                let _ = c.container.kill(Signal::SIGKILL, true);
+            }
+            c.gate.init_exited(exit)
+        } else {
+            let Some(p) = c.execs.get_mut(&exec_id) else {
+                return;
+            };
+            p.state = p.state.exit(exit);
+            let _ = p.exit.send(Some(exit));
+            c.gate.exec_exited(&exec_id, exit)
+        };
+        publish_emits(&events, &mut c, emits);
+    });
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> TResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| status(Code::INTERNAL, format!("task: {e}")))
+}
+
+/// A temporary console socket the runtime sends the pty master to.
+fn console_socket() -> std::io::Result<(std::os::unix::net::UnixListener, PathBuf)> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = PathBuf::from(crate::manager::SOCKET_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "husk-console-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&path);
+    Ok((std::os::unix::net::UnixListener::bind(&path)?, path))
+}
+
+fn receive_console(
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+) -> Result<OwnedFd, String> {
+    listener.set_nonblocking(false).ok();
+    let r = (|| {
+        let (conn, _) = listener
+            .accept()
+            .map_err(|e| format!("accept console: {e}"))?;
+        husk_runtime::tty::recv_fd(&conn).map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_file(path);
+    r
+}
+
+fn task_status(s: ProcState, paused: bool) -> api::Status {
+    match s {
+        ProcState::Created => api::Status::CREATED,
+        ProcState::Running if paused => api::Status::PAUSED,
+        ProcState::Running => api::Status::RUNNING,
+        ProcState::Paused => api::Status::PAUSED,
+        ProcState::Stopped(_) | ProcState::Deleted => api::Status::STOPPED,
+    }
+}
+
+async fn drain(io: Option<ProcessIo>) {
+    if let Some(io) = io {
+        // Output already in the pipes is copied before the process is reported deleted.
+        for c in io.copiers {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), c).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TResult<api::CreateTaskResponse> {
+        tracing::info!(id = %req.id, bundle = %req.bundle, "create");
+        if self.containers.lock().unwrap().contains_key(&req.id) {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(status(
+                Code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported by husk yet",
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        crate::mount::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| status(Code::INTERNAL, e))?;
+        let fail = |e: ttrpc::Error| {
+            if !req.rootfs.is_empty() {
+                crate::mount::unmount_rootfs(&rootfs);
+            }
+            e
+        };
+        let mut io = if req.terminal {
+            ProcessIo::default()
+        } else {
+            crate::io::setup(&req.stdin, &req.stdout, &req.stderr)
+                .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
+        };
+        let console = if req.terminal {
+            Some(
+                console_socket()
+                    .map_err(|e| fail(status(Code::INTERNAL, format!("console socket: {e}"))))?,
+            )
+        } else {
+            None
+        };
+        let rt = self.runtime.clone();
+        let id = req.id.clone();
+        let opts = husk_runtime::CreateOptions {
+            bundle: bundle.clone(),
+            console_socket: console.as_ref().map(|c| c.1.clone()),
+            stdio: husk_runtime::StdioFds {
+                stdin: io.stdin.take(),
+                stdout: io.stdout.take(),
+                stderr: io.stderr.take(),
+            },
+            ..Default::default()
+        };
+        let created = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            let c = rt.create(&id, opts)?;
+            let pidfd = crate::reaper::watch_pid(c.pid())
+                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
+            Ok::<_, husk_runtime::Error>((c, pidfd))
+        })
+        .await
+        .map_err(fail)?;
+        let (container, pidfd) = match created {
+            Ok(x) => x,
+            Err(e) => return Err(fail(from_runtime(e))),
+        };
+        let pid = container.pid();
+        let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        init.pid = pid as u32;
+        if let Some((listener, path)) = console {
+            let master = blocking(move || receive_console(listener, path))
+                .await?
+                .map_err(|e| status(Code::INTERNAL, e))?;
+            let tio = crate::io::setup_terminal(
+                master
+                    .try_clone()
+                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
+                &req.stdin,
+                &req.stdout,
+            )
+            .map_err(|e| status(Code::INTERNAL, e))?;
+            init.console = Some(master);
+            io = tio;
+        }
+        init.io = Some(io);
+        let cgroup_paths = container.persisted().cgroup.clone();
+        let ctr = Arc::new(Mutex::new(Ctr {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            rootfs_mounted: !req.rootfs.is_empty(),
+            container,
+            init,
+            execs: HashMap::new(),
+            gate: EventGate::default(),
+            oom_published: false,
+        }));
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(req.id.clone(), ctr.clone());
+        self.events.publish(Event::Create(ev::TaskCreate {
+            container_id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(ev::TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                ..Default::default()
+            }),
+            checkpoint: req.checkpoint.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        }));
+        // OOM watching starts now: the cgroup holds the waiting init.
+        let (events, oc, cid) = (self.events.clone(), ctr.clone(), req.id.clone());
+        if let Err(e) = crate::oom::watch(&cgroup_paths, move || {
+            let mut c = oc.lock().unwrap();
+            if !c.oom_published || c.gate.init_exit_published() {
+                c.oom_published = true;
+                events.publish(Event::Oom(ev::TaskOOM {
+                    container_id: cid.clone(),
+                    ..Default::default()
+                }));
+            }
+        }) {
+            tracing::warn!(id = %req.id, error = %e, "OOM notifications unavailable");
+        }
+        spawn_exit_watch(self.events.clone(), ctr, String::new(), pid, pidfd);
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TResult<api::StartResponse> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, "start");
+        let ctr = self.get(&req.id)?;
+        if req.exec_id.is_empty() {
+            {
+                let mut c = ctr.lock().unwrap();
+                c.init.state = c.init.state.start(&req.id).map_err(from_transition)?;
+            }
+            let (rt, id) = (self.runtime.clone(), req.id.clone());
+            // A fresh handle: the container lock is never held across blocking work.
+            let r = blocking(move || {
+                let _g = crate::reaper::spawn_guard();
+                rt.load(&id)?.start()
+            })
+            .await?;
+            let mut c = ctr.lock().unwrap();
+            if let Err(e) = r {
+                return Err(from_runtime(e));
+            }
+            let pid = c.init.pid;
+            let emits = c.gate.init_started(pid);
+            self.publish_emits(&mut c, emits);
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
+        }
+        // An exec.
+        let (spec, stdin, stdout, stderr, terminal) = {
+            let mut c = ctr.lock().unwrap();
+            if matches!(c.init.state, ProcState::Stopped(_) | ProcState::Deleted) {
+                return Err(from_transition(Transition::InitGone(req.exec_id.clone())));
+            }
+            let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
+                status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+            })?;
+            p.state = p.state.start(&req.exec_id).map_err(from_transition)?;
+            (
+                p.spec.clone().unwrap_or_default(),
+                p.stdin.clone(),
+                p.stdout.clone(),
+                p.stderr.clone(),
+                p.terminal,
+            )
+        };
+        let fail_exec = |ctr: &Arc<Mutex<Ctr>>, events: &Publisher, e: ttrpc::Error| {
+            let mut c = ctr.lock().unwrap();
+            c.execs.remove(&req.exec_id);
+            let emits = c.gate.exec_failed(&req.exec_id);
+            publish_emits(events, &mut c, emits);
+            e
+        };
+        let mut io = if terminal {
+            ProcessIo::default()
+        } else {
+            match crate::io::setup(&stdin, &stdout, &stderr) {
+                Ok(io) => io,
+                Err(e) => {
+                    return Err(fail_exec(
+                        &ctr,
+                        &self.events,
+                        status(Code::INVALID_ARGUMENT, e),
+                    ))
+                }
+            }
+        };
+        let console = if terminal {
+            Some(console_socket().map_err(|e| status(Code::INTERNAL, e.to_string()))?)
+        } else {
+            None
+        };
+        let opts = husk_runtime::ExecOptions {
+            process: spec,
+            console_socket: console.as_ref().map(|c| c.1.clone()),
+            stdio: husk_runtime::StdioFds {
+                stdin: io.stdin.take(),
+                stdout: io.stdout.take(),
+                stderr: io.stderr.take(),
+            },
+            ..Default::default()
+        };
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        let r = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            let container = rt.load(&id)?;
+            let pid = rt.exec(&container, opts)?;
+            let pidfd = crate::reaper::watch_pid(pid)
+                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
+            Ok::<_, husk_runtime::Error>((pid, pidfd))
+        })
+        .await?;
+        let (pid, pidfd) = match r {
+            Ok(x) => x,
+            Err(e) => return Err(fail_exec(&ctr, &self.events, from_runtime(e))),
+        };
+        if let Some((listener, path)) = console {
+            let master = blocking(move || receive_console(listener, path))
+                .await?
+                .map_err(|e| status(Code::INTERNAL, e))?;
+            io = crate::io::setup_terminal(
+                master
+                    .try_clone()
+                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
+                &stdin,
+                &stdout,
+            )
+            .map_err(|e| status(Code::INTERNAL, e))?;
+            let mut c = ctr.lock().unwrap();
+            if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                p.console = Some(master);
+            }
+        }
+        {
+            let mut c = ctr.lock().unwrap();
+            if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                p.pid = pid as u32;
+                p.io = Some(io);
+            }
+            let emits = c.gate.exec_started(&req.exec_id, pid as u32);
+            self.publish_emits(&mut c, emits);
+        }
+        spawn_exit_watch(self.events.clone(), ctr, req.exec_id.clone(), pid, pidfd);
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TResult<api::StateResponse> {
+        let ctr = self.get(&req.id)?;
+        let c = ctr.lock().unwrap();
+        let p = if req.exec_id.is_empty() {
+            &c.init
+        } else {
+            c.execs
+                .get(&req.exec_id)
+                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+        };
+        let paused = req.exec_id.is_empty()
+            && matches!(p.state, ProcState::Running)
+            && c.container.cgroup().is_frozen();
+        let mut r = api::StateResponse {
+            id: if req.exec_id.is_empty() {
+                req.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
+            bundle: c.bundle.display().to_string(),
+            pid: p.pid,
+            stdin: p.stdin.clone(),
+            stdout: p.stdout.clone(),
+            stderr: p.stderr.clone(),
+            terminal: p.terminal,
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        };
+        r.status = task_status(p.state, paused).into();
+        if let Some(e) = p.state.exit_info() {
+            r.exit_status = e.status;
+            r.exited_at = MessageField::some(crate::events::ts(e.at));
+        }
+        Ok(r)
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TResult<api::DeleteResponse> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, "delete");
+        let ctr = self.get(&req.id)?;
+        if !req.exec_id.is_empty() {
+            let p = {
+                let mut c = ctr.lock().unwrap();
+                let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
+                    status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+                })?;
+                p.state.delete(&req.exec_id).map_err(from_transition)?;
+                c.execs.remove(&req.exec_id).unwrap()
+            };
+            let e = p.state.exit_info();
+            drain(p.io).await;
+            return Ok(api::DeleteResponse {
+                pid: p.pid,
+                exit_status: e.map(|e| e.status).unwrap_or(0),
+                exited_at: MessageField::some(crate::events::ts(e.map(|e| e.at).unwrap_or(0))),
+                ..Default::default()
+            });
+        }
+        let io = {
+            let mut c = ctr.lock().unwrap();
+            c.init.state.delete(&req.id).map_err(from_transition)?;
+            c.init.io.take()
+        };
+        drain(io).await;
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        let r = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            match rt.load(&id) {
+                Ok(c) => c.delete(true),
+                Err(husk_runtime::Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        let mut c = ctr.lock().unwrap();
+        if let Err(e) = r {
+            tracing::warn!(id = %req.id, error = %e, "runtime delete");
+        }
+        if c.rootfs_mounted {
+            crate::mount::unmount_rootfs(&c.bundle.join("rootfs"));
+        }
+        let exit = c.init.state.exit_info();
+        c.init.state = ProcState::Deleted;
+        c.init.console = None;
+        let (status_code, at) = exit
+            .map(|e| (e.status, e.at))
+            .unwrap_or((0, crate::events::now_nanos()));
+        self.events.publish(Event::Delete(ev::TaskDelete {
+            container_id: req.id.clone(),
+            pid: c.init.pid,
+            exit_status: status_code,
+            exited_at: MessageField::some(crate::events::ts(at)),
+            id: req.id.clone(),
+            ..Default::default()
+        }));
+        let pid = c.init.pid;
+        drop(c);
+        self.containers.lock().unwrap().remove(&req.id);
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: status_code,
+            exited_at: MessageField::some(crate::events::ts(at)),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TResult<api::PidsResponse> {
+        let ctr = self.get(&req.id)?;
+        let c = ctr.lock().unwrap();
+        let pids = c.container.pids().map_err(from_runtime)?;
+        let exec_of: HashMap<u32, String> =
+            c.execs.iter().map(|(k, p)| (p.pid, k.clone())).collect();
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let mut info = api::ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                };
+                if let Some(exec_id) = exec_of.get(&(pid as u32)) {
+                    let d = ProcessDetails {
+                        exec_id: exec_id.clone(),
+                        ..Default::default()
+                    };
+                    info.info = MessageField::some(crate::events::any_of(
+                        "containerd.runc.v1.ProcessDetails",
+                        &d,
+                    ));
+                }
+                info
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TResult<api::Empty> {
+        let ctr = self.get(&req.id)?;
+        let mut c = ctr.lock().unwrap();
+        c.init.state.pause(&req.id).map_err(from_transition)?;
+        c.container.pause().map_err(from_runtime)?;
+        c.init.state = ProcState::Paused;
+        self.events.publish(Event::Paused(ev::TaskPaused {
+            container_id: req.id.clone(),
+            ..Default::default()
+        }));
+        Ok(api::Empty::new())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TResult<api::Empty> {
+        let ctr = self.get(&req.id)?;
+        let mut c = ctr.lock().unwrap();
+        c.init.state = c.init.state.resume(&req.id).map_err(from_transition)?;
+        c.container.resume().map_err(from_runtime)?;
+        self.events.publish(Event::Resumed(ev::TaskResumed {
+            container_id: req.id.clone(),
+            ..Default::default()
+        }));
+        Ok(api::Empty::new())
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TResult<api::Empty> {
+        Err(status(
+            Code::UNIMPLEMENTED,
+            "checkpoint is not supported by husk yet (no CRIU)",
+        ))
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TResult<api::Empty> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, signal = req.signal, all = req.all, "kill");
+        let ctr = self.get(&req.id)?;
+        let sig = Signal::try_from(req.signal as i32).map_err(|_| {
+            status(
+                Code::INVALID_ARGUMENT,
+                format!("unknown signal {}", req.signal),
+            )
+        })?;
+        let c = ctr.lock().unwrap();
+        let (pid, state) = if req.exec_id.is_empty() {
+            (c.init.pid, c.init.state)
+        } else {
+            let p = c.execs.get(&req.exec_id).ok_or_else(|| {
+                status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+            })?;
+            (p.pid, p.state)
+        };
+        if matches!(state, ProcState::Stopped(_) | ProcState::Deleted) && !req.all {
+            return Err(status(Code::NOT_FOUND, "process already finished"));
+        }
+        if req.exec_id.is_empty() {
+            // A created init counts as running for kill (containerd kills before delete).
+            c.container.kill(sig, req.all).map_err(from_runtime)?;
+        } else if pid > 0 {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?;
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TResult<api::Empty> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, "exec");
+        let ctr = self.get(&req.id)?;
+        let spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec spec: {e}")))?;
+        let mut c = ctr.lock().unwrap();
+        if c.execs.contains_key(&req.exec_id) {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("exec {} already exists", req.exec_id),
+            ));
+        }
+        if matches!(c.init.state, ProcState::Stopped(_) | ProcState::Deleted) {
+            return Err(from_transition(Transition::InitGone(req.exec_id.clone())));
+        }
+        let mut p = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        p.spec = Some(spec);
+        c.execs.insert(req.exec_id.clone(), p);
+        self.events.publish(Event::ExecAdded(ev::TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        }));
+        Ok(api::Empty::new())
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TResult<api::Empty> {
+        let ctr = self.get(&req.id)?;
+        let c = ctr.lock().unwrap();
+        let p = if req.exec_id.is_empty() {
+            &c.init
+        } else {
+            c.execs
+                .get(&req.exec_id)
+                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+        };
+        let console = p
+            .console
+            .as_ref()
+            .ok_or_else(|| status(Code::FAILED_PRECONDITION, "process has no terminal"))?;
+        husk_runtime::tty::set_size(console, req.height as u16, req.width as u16)
+            .map_err(from_runtime)?;
+        Ok(api::Empty::new())
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TResult<api::Empty> {
+        let ctr = self.get(&req.id)?;
+        let c = ctr.lock().unwrap();
+        let p = if req.exec_id.is_empty() {
+            &c.init
+        } else {
+            c.execs
+                .get(&req.exec_id)
+                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+        };
+        if req.stdin {
+            if let Some(io) = &p.io {
+                io.stdin_writer.lock().unwrap().take();
+            }
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TResult<api::Empty> {
+        let ctr = self.get(&req.id)?;
+        let res: oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(&req.resources.value)
+                .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
+        let c = ctr.lock().unwrap();
+        c.container.update(&res).map_err(from_runtime)?;
+        Ok(api::Empty::new())
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TResult<api::WaitResponse> {
+        let ctr = self.get(&req.id)?;
+        let mut rx = {
+            let c = ctr.lock().unwrap();
+            let p = if req.exec_id.is_empty() {
+                &c.init
+            } else {
+                c.execs.get(&req.exec_id).ok_or_else(|| {
+                    status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+                })?
+            };
+            p.exit.subscribe()
+        };
+        let exit = loop {
+            if let Some(e) = *rx.borrow_and_update() {
+                break e;
+            }
+            if rx.changed().await.is_err() {
+                return Err(status(Code::NOT_FOUND, "process is gone"));
+            }
+        };
+        Ok(api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: MessageField::some(crate::events::ts(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TResult<api::StatsResponse> {
+        let ctr = self.get(&req.id)?;
+        let paths = ctr.lock().unwrap().container.persisted().cgroup.clone();
+        Ok(api::StatsResponse {
+            stats: MessageField::some(crate::metrics::collect(&paths)),
+            ..Default::default()
+        })
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TResult<api::ConnectResponse> {
+        let task_pid = self
+            .containers
+            .lock()
+            .unwrap()
+            .get(&req.id)
+            .map(|c| c.lock().unwrap().init.pid)
+            .unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ShutdownRequest,
+    ) -> TResult<api::Empty> {
+        if self.containers.lock().unwrap().is_empty() {
+            tracing::info!(namespace = %self.namespace, "shutdown: no containers left");
+            self.shutdown.notify_one();
+        }
+        Ok(api::Empty::new())
+    }
+}
