@@ -11,7 +11,9 @@ cargo fmt --all --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 build_release
-echo "==> cargo test (unit + root integration)"
+echo "==> cargo build (debug binaries the e2e tests drive)"
+cargo build --locked --workspace --quiet
+echo "==> cargo test (unit, root integration, e2e through containerd)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"

@@ -1,0 +1,247 @@
+//! A private containerd for one test: its own socket, root and state directories, runtime
+//! handlers `husk` (io.containerd.husk.v2) and `runc`, and the husk shim on its PATH. Torn down
+//! on drop: tasks killed, containerd stopped, mounts and directories removed.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BUSYBOX: &str = "docker.io/husk/busybox:latest";
+pub const SCRATCH: &str = "docker.io/husk/hello:latest";
+pub const NS: &str = "husk-e2e";
+
+/// The directory holding the workspace's built binaries (target/<profile>).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>, or target/<profile>/<binary>
+    let dir = exe.parent().unwrap();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub fn shim_binary() -> PathBuf {
+    let p = target_dir().join("containerd-shim-husk-v2");
+    assert!(
+        p.exists(),
+        "{} is not built (cargo build --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+pub struct TestBed {
+    pub dir: tempfile::TempDir,
+    pub containerd: Option<Child>,
+    pub containerd_bin: PathBuf,
+}
+
+impl TestBed {
+    pub fn start() -> TestBed {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the e2e tests need root: run them through the README's test command"
+        );
+        let containerd_bin = std::env::var_os("HUSK_CONTAINERD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/containerd"));
+        assert!(
+            containerd_bin.exists(),
+            "{} not found (the README's test command installs Debian's containerd)",
+            containerd_bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("husk-e2e-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[debug]
+  level = "debug"
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  sandbox_image = "docker.io/husk/pause:latest"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]
+  runtime_type = "io.containerd.husk.v2"
+"#
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut bed = TestBed {
+            dir,
+            containerd: None,
+            containerd_bin,
+        };
+        bed.start_containerd();
+        bed
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    pub fn start_containerd(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(&self.containerd_bin)
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        self.containerd = Some(child);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if self.ctr(&["version"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("containerd did not come up: {}", self.log());
+    }
+
+    /// Stops containerd (SIGTERM, as systemd would) without touching running tasks.
+    pub fn stop_containerd(&mut self) {
+        if let Some(mut c) = self.containerd.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", NS])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd(args).output().unwrap()
+    }
+
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Builds (once per test bed) and imports the named image.
+    pub fn import(&self, name: &str) {
+        let rootfs = self
+            .dir
+            .path()
+            .join(format!("img-{}", name.replace(['/', ':'], "_")));
+        let cfg = match name {
+            SCRATCH => {
+                crate::images::scratch_rootfs(&rootfs);
+                crate::images::ImageConfig {
+                    cmd: vec!["/hello".into()],
+                    ..Default::default()
+                }
+            }
+            _ => {
+                crate::images::busybox_rootfs(&rootfs);
+                crate::images::ImageConfig::default()
+            }
+        };
+        let archive = crate::images::build_oci_archive(&rootfs, name, &cfg, self.dir.path());
+        self.ctr_ok(&["image", "import", archive.to_str().unwrap()]);
+    }
+
+    /// The shim processes serving this test bed's containers.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let addr = self.socket().display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let cmd =
+                    String::from_utf8_lossy(&std::fs::read(p.join("cmdline")).ok()?).into_owned();
+                (cmd.starts_with("/")
+                    && cmd.contains("containerd-shim-husk-v2")
+                    && cmd.contains(&addr)
+                    && !cmd.contains("\0start\0")
+                    && !cmd.contains("\0delete\0"))
+                .then(|| p.file_name()?.to_str()?.parse().ok())?
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        if self.containerd.is_some() {
+            if let Ok(out) = self.ctr_cmd(&["task", "ls", "-q"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = self
+                        .ctr_cmd(&["task", "kill", "-s", "SIGKILL", id])
+                        .output();
+                    let _ = self.ctr_cmd(&["task", "delete", "-f", id]).output();
+                }
+            }
+            if let Ok(out) = self.ctr_cmd(&["container", "ls", "-q"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = self.ctr_cmd(&["container", "rm", id]).output();
+                }
+            }
+        }
+        self.stop_containerd();
+        for pid in self.shim_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // Snapshot mounts under our root.
+        let root = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! OCI images built offline: a busybox userland from Debian's static busybox, and the
+//! `FROM scratch` image holding one static binary. Written as OCI image layouts and imported
+//! with `ctr image import`.
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct ImageConfig {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            user: String::new(),
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A busybox rootfs tree (static busybox + applet links + passwd/group).
+pub fn busybox_rootfs(dir: &Path) {
+    let src = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox-static is not installed (the README's test command installs it)");
+    for d in [
+        "bin",
+        "etc",
+        "tmp",
+        "root",
+        "home/user",
+        "proc",
+        "sys",
+        "dev",
+    ] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy(&src, dir.join("bin/busybox")).unwrap();
+    let list = Command::new(&src).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+}
+
+/// The seed's example: one static binary, compiled from the repository's hello.c.
+pub fn scratch_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/fixtures/hello.c");
+    run(Command::new("cc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(dir.join("hello"))
+        .arg(&src));
+}
+
+/// Writes an OCI image layout tarball of `rootfs` named `name` and returns its path.
+pub fn build_oci_archive(rootfs: &Path, name: &str, cfg: &ImageConfig, out_dir: &Path) -> PathBuf {
+    let layout = out_dir.join(format!("layout-{}", sha256_hex(name.as_bytes())));
+    let _ = std::fs::remove_dir_all(&layout);
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer_tmp = layout.join("layer.tar");
+    run(Command::new("tar")
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--sort=name",
+            "-C",
+        ])
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&layer_tmp)
+        .arg("."));
+    let layer = std::fs::read(&layer_tmp).unwrap();
+    std::fs::remove_file(&layer_tmp).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let d = sha256_hex(data);
+        std::fs::write(blobs.join(&d), data).unwrap();
+        (format!("sha256:{d}"), data.len())
+    };
+    let (layer_digest, layer_size) = put(&layer);
+    let mut config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Env": cfg.env, "Cmd": cfg.cmd },
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
+    });
+    if !cfg.user.is_empty() {
+        config["config"]["User"] = json!(cfg.user);
+    }
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }]
+    });
+    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
+            "annotations": { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest") } }]
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = out_dir.join(format!("{}.tar", sha256_hex(name.as_bytes())));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    std::fs::remove_dir_all(&layout).unwrap();
+    archive
+}

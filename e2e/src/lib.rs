@@ -1,0 +1,8 @@
+//! The husk test bed: a private containerd (own socket, root and state directories, the husk
+//! runtime configured next to runc) and offline OCI images. It only talks to containerd
+//! through public interfaces (ctr here; CRI gRPC in the CRI suite).
+
+pub mod bed;
+pub mod images;
+
+pub use bed::TestBed;

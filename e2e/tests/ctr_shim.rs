@@ -1,0 +1,346 @@
+//! The shim through a real containerd, driven with `ctr`.
+
+use husk_e2e::bed::{TestBed, BUSYBOX, SCRATCH};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const RT: &str = "io.containerd.husk.v2";
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn wait_task_status(bed: &TestBed, id: &str, want: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let ls = bed.ctr_ok(&["task", "ls"]);
+        if ls
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(id) && l.contains(want))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "task {id} never reached {want}: {}",
+        bed.ctr_ok(&["task", "ls"])
+    );
+}
+
+/// `ctr task delete` reports a non-zero exit status as "exit with non-zero exit code N".
+fn deleted_exit_code(bed: &TestBed, id: &str) -> i32 {
+    let out = bed.ctr(&["task", "delete", id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    err.rsplit("exit code ")
+        .next()
+        .and_then(|s| s.trim().trim_end_matches('"').parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn run_prints_output_and_exit_code() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let out = bed.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RT,
+        BUSYBOX,
+        "t",
+        "sh",
+        "-c",
+        "echo hi; exit 7",
+    ]);
+    assert_eq!(text(&out.stdout), "hi\n", "{}", text(&out.stderr));
+    assert_eq!(code(&out), 7);
+    for (cmd, want) in [("exit 0", 0), ("echo err >&2; exit 3", 3)] {
+        let out = bed.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RT,
+            BUSYBOX,
+            "codes",
+            "sh",
+            "-c",
+            cmd,
+        ]);
+        assert_eq!(code(&out), want, "{cmd}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn scratch_image_with_one_binary() {
+    let bed = TestBed::start();
+    bed.import(SCRATCH);
+    let out = bed.ctr(&["run", "--rm", "--runtime", RT, SCRATCH, "hello"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("Hello from husk"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn kill_gives_137_and_exec_sigterm_gives_143() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "k", "sleep", "1000"]);
+    wait_task_status(&bed, "k", "RUNNING");
+    let exec = bed
+        .ctr_cmd(&["task", "exec", "--exec-id", "e1", "k", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !bed
+        .ctr_ok(&["task", "ps", "k"])
+        .lines()
+        .any(|l| l.contains("e1"))
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bed.ctr_ok(&["task", "kill", "--exec-id", "e1", "-s", "SIGTERM", "k"]);
+    assert_eq!(exec.wait_with_output().unwrap().status.code(), Some(143));
+    bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", "k"]);
+    wait_task_status(&bed, "k", "STOPPED");
+    assert_eq!(deleted_exit_code(&bed, "k"), 137);
+    bed.ctr_ok(&["container", "rm", "k"]);
+}
+
+#[test]
+fn exec_with_and_without_tty() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "x", "sleep", "1000"]);
+    let out = bed.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "plain",
+        "x",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; [ -t 0 ] && echo tty || echo notty; exit 5",
+    ]);
+    assert_eq!(code(&out), 5);
+    assert_eq!(text(&out.stdout), "out\nnotty\n");
+    assert_eq!(text(&out.stderr), "err\n");
+    // ctr -t needs a terminal of its own: give it one with script(1).
+    let cmd = format!(
+        "ctr --address {} --namespace {} task exec -t --exec-id tty x sh -c 'tty; exit 3'",
+        bed.socket().display(),
+        husk_e2e::bed::NS
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn pause_resume_kill_all_and_metrics() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RT,
+        BUSYBOX,
+        "p",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000 & wait",
+    ]);
+    wait_task_status(&bed, "p", "RUNNING");
+    bed.ctr_ok(&["task", "pause", "p"]);
+    wait_task_status(&bed, "p", "PAUSED");
+    bed.ctr_ok(&["task", "resume", "p"]);
+    wait_task_status(&bed, "p", "RUNNING");
+    let metrics = bed.ctr_ok(&["task", "metrics", "p"]);
+    assert!(
+        metrics.contains("memory.usage_in_bytes") || metrics.contains("memory.usage"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pids.current"), "{metrics}");
+    let t = Instant::now();
+    while bed.ctr_ok(&["task", "ps", "p"]).lines().count() < 4
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bed.ctr_ok(&["task", "kill", "--all", "-s", "SIGKILL", "p"]);
+    wait_task_status(&bed, "p", "STOPPED");
+}
+
+#[test]
+fn oom_kill_is_reported_as_an_oom_event() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let mut events = bed
+        .ctr_cmd(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = bed.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RT,
+        "--memory-limit",
+        "33554432",
+        BUSYBOX,
+        "oom",
+        "sh",
+        "-c",
+        "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(
+        code(&out),
+        137,
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let ev = text(&events.wait_with_output().unwrap().stdout);
+    let oom = ev
+        .lines()
+        .position(|l| l.contains("/tasks/oom"))
+        .unwrap_or_else(|| panic!("no /tasks/oom event in:\n{ev}"));
+    let exit = ev
+        .lines()
+        .position(|l| l.contains("/tasks/exit"))
+        .expect("exit event");
+    assert!(oom < exit, "OOM must be reported before the exit:\n{ev}");
+}
+
+#[test]
+fn twenty_containers_in_parallel() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let kids: Vec<_> = (0..20)
+        .map(|i| {
+            (
+                i,
+                bed.ctr_cmd(&[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    RT,
+                    BUSYBOX,
+                    &format!("par{i}"),
+                    "sh",
+                    "-c",
+                    &format!("echo n{i}; exit {}", i % 5),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            )
+        })
+        .collect();
+    for (i, k) in kids {
+        let out = k.wait_with_output().unwrap();
+        assert_eq!(code(&out), i % 5, "par{i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("n{i}\n"));
+    }
+}
+
+#[test]
+fn containerd_restart_keeps_containers_running_and_controllable() {
+    let mut bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RT,
+        BUSYBOX,
+        "r",
+        "sh",
+        "-c",
+        "trap 'exit 9' TERM; while true; do sleep 0.1; done",
+    ]);
+    wait_task_status(&bed, "r", "RUNNING");
+    let pid_before = bed.ctr_ok(&["task", "ls"]);
+    bed.stop_containerd();
+    std::thread::sleep(Duration::from_millis(300));
+    bed.start_containerd();
+    wait_task_status(&bed, "r", "RUNNING");
+    assert_eq!(
+        bed.ctr_ok(&["task", "ls"]),
+        pid_before,
+        "same task, same pid after the restart"
+    );
+    bed.ctr_ok(&["task", "kill", "-s", "SIGTERM", "r"]);
+    wait_task_status(&bed, "r", "STOPPED");
+    assert_eq!(deleted_exit_code(&bed, "r"), 9);
+}
+
+#[test]
+fn killed_shim_is_cleaned_up_by_containerd() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "s", "sleep", "1000"]);
+    wait_task_status(&bed, "s", "RUNNING");
+    let task_pid: i32 = bed
+        .ctr_ok(&["task", "ls"])
+        .lines()
+        .find(|l| l.starts_with("s "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shims = bed.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // containerd notices the dead shim, runs `shim delete`, which kills the container.
+    let t = Instant::now();
+    while std::path::Path::new(&format!("/proc/{task_pid}")).exists()
+        && t.elapsed() < Duration::from_secs(15)
+    {
+        let _ = bed.ctr(&["task", "delete", "-f", "s"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{task_pid}/status")).exists()
+            || std::fs::read_to_string(format!("/proc/{task_pid}/status"))
+                .unwrap()
+                .contains("State:\tZ"),
+        "container process survived its shim"
+    );
+    let _ = bed.ctr(&["task", "delete", "-f", "s"]);
+    assert!(
+        !bed.ctr_ok(&["task", "ls"]).contains("s "),
+        "{}",
+        bed.ctr_ok(&["task", "ls"])
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{}/s", husk_e2e::bed::NS)).exists(),
+        "cgroup left behind"
+    );
+}
