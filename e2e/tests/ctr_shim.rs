@@ -344,3 +344,33 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         "cgroup left behind"
     );
 }
+
+#[test]
+fn busybox_under_containerds_default_seccomp_profile_and_capabilities() {
+    // `ctr run --seccomp` puts containerd's own default profile (the one CRI calls
+    // RuntimeDefault) and containerd's default capability set into the spec.
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status; ls /bin > /dev/null && echo ls-ok; \
+                  unshare -m true 2>/dev/null || echo unshare-denied; mount -t tmpfs t /mnt 2>/dev/null || echo mount-denied; \
+                  echo x > /tmp/f && cat /tmp/f";
+    let out = bed.ctr(&[
+        "run",
+        "--rm",
+        "--seccomp",
+        "--runtime",
+        RT,
+        BUSYBOX,
+        "sec",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    // containerd's defaults: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID
+    // SETFCAP SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE = 0xa80425fb; mode 2 = filter.
+    assert_eq!(
+        text(&out.stdout),
+        "CapEff:\t00000000a80425fb\nSeccomp:\t2\nls-ok\nunshare-denied\nmount-denied\nx\n"
+    );
+}
