@@ -750,3 +750,75 @@ fn user_namespace_with_id_mappings() {
         "{out}"
     );
 }
+
+#[test]
+fn foreground_terminal_without_console_socket_like_runc() {
+    // `husk run` of a terminal spec proxies the pty to its own stdio (under script(1), which
+    // gives the test a terminal).
+    let h = Husk::new();
+    let mut b = Bundle::sh("tty; stty size; exit 4");
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    h.track(&b.id);
+    let cmd = format!(
+        "stty rows 33 cols 101; {} --root {} run --bundle {} {}",
+        husk_bin(),
+        h.root.path().display(),
+        b.path().display(),
+        b.id
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("/dev/pts/0\n33 101\n"), "{text:?}");
+    // exec -t into a running container the same way
+    let b2 = Bundle::sh("exec sleep 60");
+    h.run_detached(&b2);
+    let cmd = format!(
+        "{} --root {} exec -t {} sh -c 'tty; exit 6'",
+        husk_bin(),
+        h.root.path().display(),
+        b2.id
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A detached terminal container needs a console socket.
+    let mut b3 = Bundle::sh("true");
+    b3.config["process"]["terminal"] = json!(true);
+    b3.write();
+    let out = h.run(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b3.path().to_str().unwrap(),
+        &b3.id,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("console-socket"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

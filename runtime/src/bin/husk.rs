@@ -255,12 +255,35 @@ fn run(cli: Cli) -> Result<i32, Error> {
             detach,
             keep,
         } => {
+            let mut opts = create_opts(&create)?;
+            let terminal = husk_runtime::spec::load_bundle(&opts.bundle)?
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            let proxy = console_proxy(
+                terminal,
+                opts.console_socket.is_none(),
+                detach,
+                rt.root(),
+                &create.id,
+            )?;
+            if let Some(p) = &proxy {
+                opts.console_socket = Some(p.path.clone());
+            }
             let sigs = if detach {
                 None
             } else {
                 Some(block_forwarded_signals())
             };
-            let c = rt.create(&create.id, create_opts(&create)?)?;
+            let c = rt.create(&create.id, opts)?;
+            let attached = match proxy.map(ConsoleProxy::attach).transpose() {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = c.delete(true);
+                    return Err(e);
+                }
+            };
             if let Err(e) = c.start() {
                 let _ = c.delete(true);
                 return Err(e);
@@ -268,7 +291,8 @@ fn run(cli: Cli) -> Result<i32, Error> {
             if detach {
                 return Ok(0);
             }
-            let code = wait_forwarding(c.pid(), sigs.expect("blocked"));
+            let code = wait_forwarding(c.pid(), sigs.expect("blocked"), attached.as_ref());
+            drop(attached);
             if !keep {
                 c.delete(true)?;
             }
@@ -367,6 +391,14 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     add_caps(&mut p, &cap)?;
                 }
             }
+            let proxy = console_proxy(
+                p.terminal().unwrap_or(false),
+                console_socket.is_none(),
+                detach,
+                rt.root(),
+                &id,
+            )?;
+            let console_socket = proxy.as_ref().map(|p| p.path.clone()).or(console_socket);
             let sigs = if detach {
                 None
             } else {
@@ -385,7 +417,10 @@ fn run(cli: Cli) -> Result<i32, Error> {
             if detach {
                 return Ok(0);
             }
-            Ok(wait_forwarding(pid, sigs.expect("blocked")))
+            let attached = proxy.map(ConsoleProxy::attach).transpose()?;
+            let code = wait_forwarding(pid, sigs.expect("blocked"), attached.as_ref());
+            drop(attached);
+            Ok(code)
         }
         Cmd::Ps { id, format } => {
             let c = rt.load(&id)?;
@@ -633,9 +668,109 @@ fn block_forwarded_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// runc's foreground terminal: with `process.terminal` and no --console-socket, husk takes the
+/// pty master itself and connects it to its own stdin/stdout.
+struct ConsoleProxy {
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+}
+
+fn console_proxy(
+    terminal: bool,
+    no_socket: bool,
+    detach: bool,
+    root: &Path,
+    id: &str,
+) -> Result<Option<ConsoleProxy>, Error> {
+    if !terminal || !no_socket {
+        return Ok(None);
+    }
+    if detach {
+        return Err(Error::spec(
+            "process.terminal",
+            "cannot allocate a tty for a detached container without --console-socket",
+        ));
+    }
+    std::fs::create_dir_all(root).map_err(|e| Error::Config {
+        path: root.into(),
+        message: e.to_string(),
+    })?;
+    let path = root.join(format!(".{id}-{}.console", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| Error::Config {
+        path: path.clone(),
+        message: format!("console socket: {e}"),
+    })?;
+    Ok(Some(ConsoleProxy { listener, path }))
+}
+
+struct Attached {
+    master: std::os::fd::OwnedFd,
+    saved: Option<nix::sys::termios::Termios>,
+    output: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConsoleProxy {
+    fn attach(self) -> Result<Attached, Error> {
+        let conn = self.listener.accept().map(|(c, _)| c);
+        let _ = std::fs::remove_file(&self.path);
+        let conn = conn.map_err(|e| Error::Init(format!("console socket: {e}")))?;
+        let master = husk_runtime::tty::recv_fd(&conn)?;
+        let stdin = std::io::stdin();
+        let saved = nix::sys::termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            nix::sys::termios::cfmakeraw(&mut raw);
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
+            copy_winsize(&master);
+        }
+        let mut to_master =
+            std::fs::File::from(master.try_clone().map_err(|e| Error::Init(e.to_string()))?);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_master);
+        });
+        let mut from_master =
+            std::fs::File::from(master.try_clone().map_err(|e| Error::Init(e.to_string()))?);
+        // Ends with EIO once the container side of the pty is closed.
+        let output = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_master, &mut std::io::stdout().lock());
+        });
+        Ok(Attached {
+            master,
+            saved,
+            output: Some(output),
+        })
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(o) = self.output.take() {
+            let _ = o.join();
+        }
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
+fn copy_winsize(master: &impl std::os::fd::AsRawFd) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: ioctls with a valid winsize on our stdin and the pty master.
+    unsafe {
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
 /// Waits for our child `pid`, forwarding signals to it; returns its exit code (128+signal for
-/// a signal death, as a shell reports it).
-fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet) -> i32 {
+/// a signal death, as a shell reports it). With a terminal, window size changes go to the pty.
+fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet, tty: Option<&Attached>) -> i32 {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let target = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -647,8 +782,12 @@ fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet) -> i32 {
             Err(_) => {}
         }
         if let Ok(sig) = set.wait() {
-            if sig != Signal::SIGCHLD {
-                let _ = nix::sys::signal::kill(target, sig);
+            match (sig, tty) {
+                (Signal::SIGCHLD, _) => {}
+                (Signal::SIGWINCH, Some(t)) => copy_winsize(&t.master),
+                _ => {
+                    let _ = nix::sys::signal::kill(target, sig);
+                }
             }
         }
     }
