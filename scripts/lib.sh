@@ -46,3 +46,23 @@ build_release() {
     echo "==> building husk (release)"
     (cd "$HUSK_SRC" && cargo build --release --locked --quiet)
 }
+
+# containerd 2.x: Debian's newest suite (sid) ships it; its .deb is unpacked (not installed)
+# under /var/cache/husk so the system's containerd 1.6 stays as it is. Prints the binary path.
+containerd2() {
+    local cache=/var/cache/husk/apt-sid dest
+    mkdir -p "$cache/lists/partial" "$cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" > "$cache/sources.list"
+    local apt_opts=(-o "Dir::Etc::SourceList=$cache/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                    -o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache" -o APT::Sandbox::User=root)
+    if ! ls "$cache"/containerd_2.*.deb >/dev/null 2>&1; then
+        apt-get "${apt_opts[@]}" update -qq >&2
+        (cd "$cache" && apt-get "${apt_opts[@]}" download -qq containerd >&2)
+    fi
+    local deb
+    deb=$(ls "$cache"/containerd_2.*.deb | sort -V | tail -1)
+    [ -n "$deb" ] || { echo "husk: could not fetch a containerd 2.x .deb" >&2; return 1; }
+    dest="/var/cache/husk/$(basename "$deb" .deb)"
+    [ -x "$dest/usr/bin/containerd" ] || dpkg-deb -x "$deb" "$dest"
+    echo "$dest/usr/bin/containerd"
+}

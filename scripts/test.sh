@@ -17,6 +17,10 @@ echo "==> cargo test (unit, root integration, e2e through containerd)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
+echo "==> the shim suite again, on containerd 2.x"
+ctd2=$(containerd2)
+"$ctd2" --version
+HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim 2>&1 | tee -a "$log"
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "docker.io/husk/busybox:latest";
 pub const SCRATCH: &str = "docker.io/husk/hello:latest";
-pub const NS: &str = "husk-e2e";
 
 /// The directory holding the workspace's built binaries (target/<profile>).
 pub fn target_dir() -> PathBuf {
@@ -33,6 +32,9 @@ pub fn shim_binary() -> PathBuf {
 }
 
 pub struct TestBed {
+    /// The containerd namespace, unique per test bed: husk's state and the cgroups are keyed
+    /// by it, so concurrent test beds never collide.
+    pub ns: String,
     pub dir: tempfile::TempDir,
     pub containerd: Option<Child>,
     pub containerd_bin: PathBuf,
@@ -80,7 +82,14 @@ state = "{d}/state"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let ns = format!(
+            "husk-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let mut bed = TestBed {
+            ns,
             dir,
             containerd: None,
             containerd_bin,
@@ -139,11 +148,21 @@ state = "{d}/state"
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// The ctr that ships with the containerd under test (Debian's for 1.6).
+    pub fn ctr_bin(&self) -> PathBuf {
+        let beside = self.containerd_bin.with_file_name("ctr");
+        if beside.exists() {
+            beside
+        } else {
+            PathBuf::from("ctr")
+        }
+    }
+
     pub fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = Command::new(self.ctr_bin());
         c.arg("--address")
             .arg(self.socket())
-            .args(["--namespace", NS])
+            .args(["--namespace", &self.ns])
             .args(args)
             .stdin(Stdio::null());
         c

@@ -137,9 +137,10 @@ fn exec_with_and_without_tty() {
     assert_eq!(text(&out.stderr), "err\n");
     // ctr -t needs a terminal of its own: give it one with script(1).
     let cmd = format!(
-        "ctr --address {} --namespace {} task exec -t --exec-id tty x sh -c 'tty; exit 3'",
+        "{} --address {} --namespace {} task exec -t --exec-id tty x sh -c 'tty; exit 3'",
+        bed.ctr_bin().display(),
         bed.socket().display(),
-        husk_e2e::bed::NS
+        bed.ns
     );
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
@@ -340,7 +341,7 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         bed.ctr_ok(&["task", "ls"])
     );
     assert!(
-        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{}/s", husk_e2e::bed::NS)).exists(),
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{}/s", bed.ns)).exists(),
         "cgroup left behind"
     );
 }
