@@ -28,6 +28,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.info {
+        manager::print(&manager::info());
+        return;
+    }
     if args.version {
         println!(
             "containerd-shim-husk-v2:\n  Version: {}\n  Runtime: io.containerd.husk.v2",
@@ -38,7 +42,7 @@ fn main() {
     match args.action.as_str() {
         "start" => match manager::start(&args) {
             // containerd reads stdout+stderr as the address: print nothing else.
-            Ok(addr) => manager::print(addr.as_bytes()),
+            Ok(reply) => manager::print(&reply),
             Err(e) => {
                 eprintln!("{e}");
                 std::process::exit(1);

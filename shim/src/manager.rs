@@ -52,10 +52,95 @@ fn read_stdin() -> Vec<u8> {
     buf
 }
 
-/// `start`: prints the ttrpc address of the pod's shim, starting it if needed.
-pub fn start(args: &Args) -> Result<String, String> {
-    // containerd passes runtime options on stdin; husk has none yet, but stdin must be drained.
+/// What `start` found on stdin.
+#[derive(Debug, PartialEq)]
+pub enum StartInput {
+    /// containerd <= 2.2: runtime options (an Any), or nothing.
+    Legacy,
+    /// containerd >= 2.3: the bootstrap protocol.
+    Bootstrap(husk_proto::bootstrap::BootstrapParams),
+}
+
+/// Tells containerd 2.3's BootstrapParams from the runtime-options Any older versions send:
+/// both start with two strings, but the params' first one is this shim's instance id.
+pub fn classify_stdin(data: &[u8], id: &str) -> StartInput {
+    use husk_proto::Message;
+    if data.is_empty() {
+        return StartInput::Legacy;
+    }
+    match husk_proto::bootstrap::BootstrapParams::decode(data) {
+        Ok(p)
+            if p.instance_id == id
+                || !p.containerd_ttrpc_address.is_empty()
+                || !p.containerd_version.is_empty() =>
+        {
+            StartInput::Bootstrap(p)
+        }
+        _ => StartInput::Legacy,
+    }
+}
+
+/// What `start` prints: a bare address for containerd <= 2.2, a BootstrapResult otherwise.
+pub fn start_reply(input: &StartInput, address: &str) -> Vec<u8> {
+    use husk_proto::Message;
+    match input {
+        StartInput::Legacy => address.as_bytes().to_vec(),
+        StartInput::Bootstrap(_) => husk_proto::bootstrap::BootstrapResult {
+            version: 2,
+            address: address.to_string(),
+            protocol: "ttrpc".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    }
+}
+
+/// `-info`: the RuntimeInfo protobuf with husk's OCI features.
+pub fn info() -> Vec<u8> {
+    // containerd sends the runtime options on stdin; husk has none to echo back.
     let _options = read_stdin();
+    runtime_info()
+}
+
+fn runtime_info() -> Vec<u8> {
+    use husk_proto::Message;
+    husk_proto::types::RuntimeInfo {
+        name: "io.containerd.husk.v2".into(),
+        version: Some(husk_proto::types::RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: String::new(),
+        }),
+        options: None,
+        features: Some(husk_proto::Any {
+            type_url: husk_proto::FEATURES_TYPE_URL.into(),
+            value: serde_json::to_vec(&husk_runtime::features::features()).unwrap_or_default(),
+        }),
+        annotations: Default::default(),
+    }
+    .encode_to_vec()
+}
+
+/// `start`: prints the ttrpc address of the pod's shim, starting it if needed.
+pub fn start(args: &Args) -> Result<Vec<u8>, String> {
+    let input = classify_stdin(&read_stdin(), &args.id);
+    let mut args = args.clone();
+    if let StartInput::Bootstrap(p) = &input {
+        if !p.namespace.is_empty() {
+            args.namespace = p.namespace.clone();
+        }
+        if !p.containerd_ttrpc_address.is_empty() {
+            std::env::set_var(
+                "TTRPC_ADDRESS",
+                p.containerd_ttrpc_address.trim_start_matches("unix://"),
+            );
+        }
+        args.debug |= p.log_level < 0;
+    }
+    let address = start_server(&args)?;
+    Ok(start_reply(&input, &address))
+}
+
+fn start_server(args: &Args) -> Result<String, String> {
     let bundle = std::env::current_dir().map_err(|e| format!("cwd: {e}"))?;
     let group = grouping_id(&bundle, &args.id);
     let sock = socket_path(&args.address, &args.namespace, &group);
@@ -180,6 +265,57 @@ mod tests {
             .collect();
         assert_eq!(hex, want);
         assert!(p.as_os_str().len() < 108, "fits sun_path");
+    }
+
+    #[test]
+    fn bootstrap_params_are_told_from_runtime_options() {
+        use husk_proto::Message;
+        let p = husk_proto::bootstrap::BootstrapParams {
+            instance_id: "c1".into(),
+            namespace: "k8s.io".into(),
+            containerd_ttrpc_address: "unix:///run/containerd/containerd.sock.ttrpc".into(),
+            ..Default::default()
+        };
+        let input = classify_stdin(&p.encode_to_vec(), "c1");
+        assert_eq!(input, StartInput::Bootstrap(p));
+        let reply = husk_proto::bootstrap::BootstrapResult::decode(
+            &start_reply(&input, "unix:///run/containerd/s/x")[..],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                reply.version,
+                reply.address.as_str(),
+                reply.protocol.as_str()
+            ),
+            (2, "unix:///run/containerd/s/x", "ttrpc")
+        );
+        // An options Any (containerd <= 2.2) is not mistaken for bootstrap params.
+        let any = husk_proto::Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: vec![0x08, 0x01],
+        };
+        assert_eq!(
+            classify_stdin(&any.encode_to_vec(), "c1"),
+            StartInput::Legacy
+        );
+        assert_eq!(classify_stdin(b"", "c1"), StartInput::Legacy);
+        assert_eq!(start_reply(&StartInput::Legacy, "unix:///a"), b"unix:///a");
+    }
+
+    #[test]
+    fn info_carries_the_features_document() {
+        use husk_proto::Message;
+        let i = husk_proto::types::RuntimeInfo::decode(&runtime_info()[..]).unwrap();
+        assert_eq!(i.name, "io.containerd.husk.v2");
+        let f = i.features.unwrap();
+        assert_eq!(f.type_url, husk_proto::FEATURES_TYPE_URL);
+        let v: serde_json::Value = serde_json::from_slice(&f.value).unwrap();
+        assert!(v["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "rro"));
     }
 
     #[test]
