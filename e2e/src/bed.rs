@@ -113,15 +113,23 @@ state = "{d}/state"
             self.dir.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(&self.containerd_bin)
-            .arg("--config")
+        let mut cmd = Command::new(&self.containerd_bin);
+        cmd.arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .env("PATH", path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+            .stderr(log);
+        // The harness's own fds (e.g. a pipe to `tee`) must not leak into containerd and its
+        // long-lived shims, or that pipe would stay open after the tests end.
+        // SAFETY: close_range is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start containerd");
         self.containerd = Some(child);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {

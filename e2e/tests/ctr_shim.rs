@@ -375,3 +375,39 @@ fn busybox_under_containerds_default_seccomp_profile_and_capabilities() {
         "CapEff:\t00000000a80425fb\nSeccomp:\t2\nls-ok\nunshare-denied\nmount-denied\nx\n"
     );
 }
+
+#[test]
+fn fifty_concurrent_execs_into_one_container() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "ex", "sleep", "1000"]);
+    wait_task_status(&bed, "ex", "RUNNING");
+    let kids: Vec<_> = (0..50)
+        .map(|i| {
+            (
+                i,
+                bed.ctr_cmd(&[
+                    "task",
+                    "exec",
+                    "--exec-id",
+                    &format!("e{i}"),
+                    "ex",
+                    "sh",
+                    "-c",
+                    &format!("echo x{i}; exit {}", i % 7),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            )
+        })
+        .collect();
+    for (i, k) in kids {
+        let out = k.wait_with_output().unwrap();
+        assert_eq!(code(&out), i % 7, "e{i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("x{i}\n"));
+    }
+    // The container is still healthy and holds only its init.
+    assert_eq!(bed.ctr_ok(&["task", "ps", "ex"]).lines().count(), 2);
+}

@@ -37,6 +37,11 @@ pub enum Sink {
     None,
     Fifo(String),
     File(String),
+    /// A logging binary that gets stdout on fd 3, stderr on fd 4, and signals readiness on fd 5.
+    Binary {
+        path: String,
+        args: Vec<String>,
+    },
 }
 
 pub fn parse_uri(s: &str) -> Result<Sink, String> {
@@ -49,10 +54,24 @@ pub fn parse_uri(s: &str) -> Result<Sink, String> {
     if let Some(rest) = s.strip_prefix("fifo://") {
         return Ok(Sink::Fifo(rest.to_string()));
     }
-    if s.starts_with("binary://") || s.starts_with("binary-v2://") {
-        return Err(format!(
-            "{s}: binary:// loggers are not supported by husk yet"
-        ));
+    if let Some(rest) = s
+        .strip_prefix("binary://")
+        .or_else(|| s.strip_prefix("binary-v2://"))
+    {
+        // binary:///path/to/logger?key=value&flag → logger key value flag
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut args = Vec::new();
+        for kv in query.split('&').filter(|x| !x.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            args.push(k.to_string());
+            if !v.is_empty() {
+                args.push(v.to_string());
+            }
+        }
+        return Ok(Sink::Binary {
+            path: path.to_string(),
+            args,
+        });
     }
     if s.contains("://") {
         return Err(format!("{s}: unsupported io scheme"));
@@ -62,7 +81,7 @@ pub fn parse_uri(s: &str) -> Result<Sink, String> {
 
 fn open_sink(sink: &Sink) -> std::io::Result<Option<OwnedFd>> {
     match sink {
-        Sink::None => Ok(None),
+        Sink::None | Sink::Binary { .. } => Ok(None),
         // O_RDWR: never ENXIO, never EPIPE while containerd is away.
         Sink::Fifo(p) => open_path(p, libc::O_RDWR | libc::O_NONBLOCK).map(Some),
         Sink::File(p) => {
@@ -168,13 +187,21 @@ pub struct ProcessIo {
 }
 
 /// Sets up pipes and copiers for the non-terminal case.
-pub fn setup(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo, String> {
+pub fn setup(stdin: &str, stdout: &str, stderr: &str, owner: &Owner) -> Result<ProcessIo, String> {
     let mut io = ProcessIo::default();
     let devnull =
         || open_path("/dev/null", libc::O_RDWR).map_err(|e| format!("open /dev/null: {e}"));
     let out_sink = parse_uri(stdout)?;
     let err_sink = parse_uri(stderr)?;
+    if let Sink::Binary { path, args } = &out_sink {
+        let (out, err) = start_logger(path, args, owner)?;
+        io.stdout = Some(out);
+        io.stderr = Some(err);
+    }
     for (sink, slot, name) in [(out_sink, 1, stdout), (err_sink, 2, stderr)] {
+        if matches!(sink, Sink::Binary { .. }) {
+            continue;
+        }
         let fd = match open_sink(&sink).map_err(|e| format!("open {name}: {e}"))? {
             None => devnull()?,
             Some(dst) => {
@@ -191,6 +218,7 @@ pub fn setup(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo, Strin
     }
     match parse_uri(stdin)? {
         Sink::None => io.stdin = Some(devnull()?),
+        Sink::Binary { .. } => return Err(format!("{stdin}: a logger cannot be stdin")),
         Sink::Fifo(p) | Sink::File(p) => {
             let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
                 .map_err(|e| format!("open stdin {p}: {e}"))?;
@@ -250,6 +278,60 @@ fn spawn_stdin(src: OwnedFd, writer: std::sync::Arc<std::sync::Mutex<Option<Owne
     });
 }
 
+/// Whose stdio this is (a logger binary is told).
+pub struct Owner {
+    pub id: String,
+    pub namespace: String,
+}
+
+/// Starts a `binary://` logger and waits until it says it is ready. Returns the write ends the
+/// container gets as stdout and stderr; the logger reads them directly.
+fn start_logger(path: &str, args: &[String], owner: &Owner) -> Result<(OwnedFd, OwnedFd), String> {
+    use std::os::unix::process::CommandExt;
+    let (out_r, out_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (ready_r, ready_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(args)
+        .env("CONTAINER_ID", &owner.id)
+        .env("CONTAINER_NAMESPACE", &owner.namespace)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only dup2/fcntl between fork and exec. The sources are CLOEXEC and above 5 or
+    // moved there first, so the dup2 chain cannot clobber a source.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut src = fds;
+            for s in src.iter_mut() {
+                if *s < 6 {
+                    let d = libc::fcntl(*s, libc::F_DUPFD_CLOEXEC, 6);
+                    if d < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    *s = d;
+                }
+            }
+            for (i, s) in src.iter().enumerate() {
+                if libc::dup2(*s, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = {
+        let _g = crate::reaper::spawn_guard();
+        cmd.spawn()
+            .map_err(|e| format!("start logger {path}: {e}"))?
+    };
+    drop((out_r, err_r, ready_w));
+    // Ready: a byte (binary-v2) or the logger closing fd 5 (binary).
+    let mut b = [0u8; 1];
+    let _ = nix::unistd::read(&ready_r, &mut b);
+    tracing::debug!(id = %owner.id, logger = path, pid = child.id(), "logger ready");
+    Ok((out_w, err_w))
+}
+
 /// Terminal mode: the pty master replaces the pipes.
 pub fn setup_terminal(master: OwnedFd, stdin: &str, stdout: &str) -> Result<ProcessIo, String> {
     let mut io = ProcessIo::default();
@@ -259,6 +341,7 @@ pub fn setup_terminal(master: OwnedFd, stdin: &str, stdout: &str) -> Result<Proc
     }
     match parse_uri(stdin)? {
         Sink::None => {}
+        Sink::Binary { .. } => return Err(format!("{stdin}: a logger cannot be stdin")),
         Sink::Fifo(p) | Sink::File(p) => {
             let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
                 .map_err(|e| format!("open stdin {p}: {e}"))?;
@@ -291,17 +374,64 @@ mod tests {
         assert!(
             matches!(parse_uri("file:///var/log/c.log").unwrap(), Sink::File(p) if p == "/var/log/c.log")
         );
-        assert!(parse_uri("binary:///usr/bin/logger")
-            .unwrap_err()
-            .contains("not supported"));
+        assert!(
+            matches!(parse_uri("binary:///usr/bin/logger?tag=web&verbose").unwrap(), Sink::Binary { path, args } if path == "/usr/bin/logger" && args == ["tag", "web", "verbose"])
+        );
         assert!(parse_uri("tcp://x").is_err());
+    }
+
+    #[test]
+    fn binary_logger_gets_the_streams_and_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("log");
+        let logger = dir.path().join("logger.sh");
+        std::fs::write(&logger, format!("#!/bin/sh\nexec 5>&-\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $1\" > {0}\ncat <&3 >> {0}\ncat <&4 >> {0}\n", out.display())).unwrap();
+        std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let uri = format!("binary://{}?mode", logger.display());
+        let io = setup(
+            "",
+            &uri,
+            &uri,
+            &Owner {
+                id: "c1".into(),
+                namespace: "ns".into(),
+            },
+        )
+        .unwrap();
+        assert!(io.copiers.is_empty(), "the logger reads the pipes itself");
+        nix::unistd::write(io.stdout.as_ref().unwrap(), b"out\n").unwrap();
+        nix::unistd::write(io.stderr.as_ref().unwrap(), b"err\n").unwrap();
+        drop(io);
+        for _ in 0..200 {
+            if std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .ends_with("err\n")
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "ns/c1 mode\nout\nerr\n"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn fast_writer_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.log");
-        let io = setup("", &format!("file://{}", out.display()), "").unwrap();
+        let io = setup(
+            "",
+            &format!("file://{}", out.display()),
+            "",
+            &Owner {
+                id: "c".into(),
+                namespace: "n".into(),
+            },
+        )
+        .unwrap();
         let w = io.stdout.unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let d2 = data.clone();

@@ -196,6 +196,9 @@ fn start_server(args: &Args) -> Result<String, String> {
             if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing containerd happened to inherit (a CI pipe, a terminal) may be held open
+            // by a long-lived shim.
+            libc::syscall(libc::SYS_close_range, LISTENER_FD + 1, u32::MAX, 0);
             Ok(())
         });
     }

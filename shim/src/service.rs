@@ -186,7 +186,7 @@ fn spawn_exit_watch(
         tracing::info!(id = %c.id, exec_id = %exec_id, pid, status = code, "process exited");
         let emits = if exec_id.is_empty() {
             c.init.state = c.init.state.exit(exit);
-            let _ = c.init.exit.send(Some(exit));
+            let _ = c.init.exit.send_replace(Some(exit));
             if !c.container.persisted().new_pid_ns {
                 // No pid namespace of its own: nothing else kills the rest when init dies.
                 let _ = c.container.kill(Signal::SIGKILL, true);
@@ -197,7 +197,7 @@ fn spawn_exit_watch(
                 return;
             };
             p.state = p.state.exit(exit);
-            let _ = p.exit.send(Some(exit));
+            let _ = p.exit.send_replace(Some(exit));
             c.gate.exec_exited(&exec_id, exit)
         };
         publish_emits(&events, &mut c, emits);
@@ -290,8 +290,16 @@ impl Task for Service {
         let mut io = if req.terminal {
             ProcessIo::default()
         } else {
-            crate::io::setup(&req.stdin, &req.stdout, &req.stderr)
-                .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
+            crate::io::setup(
+                &req.stdin,
+                &req.stdout,
+                &req.stderr,
+                &crate::io::Owner {
+                    id: req.id.clone(),
+                    namespace: self.namespace.clone(),
+                },
+            )
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
         };
         let console = if req.terminal {
             Some(
@@ -455,7 +463,15 @@ impl Task for Service {
         let mut io = if terminal {
             ProcessIo::default()
         } else {
-            match crate::io::setup(&stdin, &stdout, &stderr) {
+            match crate::io::setup(
+                &stdin,
+                &stdout,
+                &stderr,
+                &crate::io::Owner {
+                    id: req.id.clone(),
+                    namespace: self.namespace.clone(),
+                },
+            ) {
                 Ok(io) => io,
                 Err(e) => {
                     return Err(fail_exec(
