@@ -113,6 +113,11 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         }
         p.push(insn(MOV64_K, 0, 0, 0, rule.allow() as i32));
         p.push(insn(EXIT, 0, 0, 0, 0));
+        if block_len == 2 {
+            // A rule matching everything decides alone: what follows would be unreachable,
+            // and the verifier refuses unreachable instructions.
+            return p;
+        }
     }
     p.push(insn(MOV64_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
@@ -158,13 +163,31 @@ fn load(prog: &[Insn]) -> std::io::Result<OwnedFd> {
         })
         .collect();
     let license = b"Apache-2.0\0";
+    let mut log = vec![0u8; 16 * 1024];
     let mut attr = [0u8; 128];
     put32(&mut attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE);
     put32(&mut attr, 4, raw.len() as u32);
     put64(&mut attr, 8, raw.as_ptr() as u64);
     put64(&mut attr, 16, license.as_ptr() as u64);
-    let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    put32(&mut attr, 24, 1); // log_level: the verifier explains a refusal
+    put32(&mut attr, 28, log.len() as u32);
+    put64(&mut attr, 32, log.as_mut_ptr() as u64);
+    match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(e) => {
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            let msg = String::from_utf8_lossy(&log[..end]);
+            let last = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            Err(std::io::Error::new(
+                e.kind(),
+                format!("{e}: verifier: {last}"),
+            ))
+        }
+    }
 }
 
 fn attached(cg: &OwnedFd) -> Vec<u32> {
@@ -284,6 +307,21 @@ mod tests {
         );
         assert_eq!(run(&p, c, rw, 1, 5), 0, "/dev/zero not listed");
         assert_eq!(run(&p, DEV_BLOCK as u32, rw, 8, 0), 0, "block device");
+    }
+
+    #[test]
+    fn nothing_follows_a_rule_that_matches_everything() {
+        // The kernel verifier refuses unreachable instructions.
+        let p = program(&rules(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}]"#,
+        ));
+        assert_eq!(p.last().unwrap().code, EXIT);
+        assert_eq!(
+            p[p.len() - 2],
+            insn(MOV64_K, 0, 0, 0, 0),
+            "the deny-all rule is the final word"
+        );
+        assert_eq!(p.iter().filter(|i| i.code == EXIT).count(), 2);
     }
 
     #[test]
