@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "docker.io/husk/busybox:latest";
 pub const SCRATCH: &str = "docker.io/husk/hello:latest";
+pub const PAUSE: &str = "docker.io/husk/pause:latest";
+/// The containerd namespace CRI works in.
+pub const CRI_NS: &str = "k8s.io";
 
 /// The directory holding the workspace's built binaries (target/<profile>).
 pub fn target_dir() -> PathBuf {
@@ -35,6 +38,8 @@ pub struct TestBed {
     /// The containerd namespace, unique per test bed: husk's state and the cgroups are keyed
     /// by it, so concurrent test beds never collide.
     pub ns: String,
+    /// The CNI bridge of this test bed's pod network.
+    pub bridge: String,
     pub dir: tempfile::TempDir,
     pub containerd: Option<Child>,
     pub containerd_bin: PathBuf,
@@ -73,6 +78,9 @@ state = "{d}/state"
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
   sandbox_image = "docker.io/husk/pause:latest"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "{d}/cni"
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -83,13 +91,30 @@ state = "{d}/state"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let ns = format!(
-            "husk-e2e-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        );
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("husk-e2e-{}-{n}", std::process::id());
+        // A bridge, a subnet and a network name of its own: test beds never share pod networks.
+        let bridge = format!("hk{}x{n}", std::process::id() % 100_000);
+        let subnet = format!("10.{}.{}.0/24", 100 + n % 100, std::process::id() % 250);
+        let cni = dir.path().join("cni");
+        std::fs::create_dir_all(&cni).unwrap();
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0", "name": ns,
+            "plugins": [
+                { "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+                  "ipam": { "type": "host-local", "ranges": [[{ "subnet": subnet }]], "routes": [{ "dst": "0.0.0.0/0" }] } },
+                { "type": "portmap", "capabilities": { "portMappings": true } },
+                { "type": "loopback" }
+            ]
+        });
+        std::fs::write(
+            cni.join("10-husk.conflist"),
+            serde_json::to_vec_pretty(&conflist).unwrap(),
+        )
+        .unwrap();
         let mut bed = TestBed {
             ns,
+            bridge,
             dir,
             containerd: None,
             containerd_bin,
@@ -191,13 +216,33 @@ state = "{d}/state"
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Builds (once per test bed) and imports the named image.
+    /// Builds and imports the named image into this test bed's ctr namespace.
     pub fn import(&self, name: &str) {
+        self.import_into(&self.ns.clone(), name);
+    }
+
+    /// Imports the pause image and `images` where CRI finds them, and connects a CRI client.
+    pub fn cri(&self, images: &[&str]) -> crate::cri::Cri {
+        self.import_into(CRI_NS, PAUSE);
+        for i in images {
+            self.import_into(CRI_NS, i);
+        }
+        crate::cri::Cri::connect(&self.socket())
+    }
+
+    pub fn import_into(&self, ns: &str, name: &str) {
         let rootfs = self
             .dir
             .path()
             .join(format!("img-{}", name.replace(['/', ':'], "_")));
         let cfg = match name {
+            PAUSE => {
+                crate::images::static_rootfs(&rootfs, "pause.c", "pause");
+                crate::images::ImageConfig {
+                    cmd: vec!["/pause".into()],
+                    ..Default::default()
+                }
+            }
             SCRATCH => {
                 crate::images::scratch_rootfs(&rootfs);
                 crate::images::ImageConfig {
@@ -211,7 +256,18 @@ state = "{d}/state"
             }
         };
         let archive = crate::images::build_oci_archive(&rootfs, name, &cfg, self.dir.path());
-        self.ctr_ok(&["image", "import", archive.to_str().unwrap()]);
+        let out = Command::new(self.ctr_bin())
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", ns, "image", "import"])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "import {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The shim processes serving this test bed's containers.
@@ -251,7 +307,32 @@ impl Drop for TestBed {
                 }
             }
         }
+        if self.containerd.is_some() {
+            // CRI pods of any handler: stop and remove them so their netns and shims go.
+            let mut c = crate::cri::Cri::connect(&self.socket());
+            for p in c.list_pods(None) {
+                let id = p.id.clone();
+                let _ = c.call(|mut r| async move {
+                    r.stop_pod_sandbox(crate::cri::v1::StopPodSandboxRequest { pod_sandbox_id: id })
+                        .await
+                });
+            }
+            for p in c.list_pods(None) {
+                let id = p.id.clone();
+                let _ = c.call(|mut r| async move {
+                    r.remove_pod_sandbox(crate::cri::v1::RemovePodSandboxRequest {
+                        pod_sandbox_id: id,
+                    })
+                    .await
+                });
+            }
+        }
         self.stop_containerd();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(format!("/var/lib/cni/networks/{}", self.ns));
         for pid in self.shim_pids() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

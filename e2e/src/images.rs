@@ -89,6 +89,18 @@ pub fn scratch_rootfs(dir: &Path) {
         .arg(&src));
 }
 
+/// A rootfs holding one static binary built from e2e/fixtures/`source`.
+pub fn static_rootfs(dir: &Path, source: &str, binary: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(source);
+    run(Command::new("cc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(dir.join(binary))
+        .arg(&src));
+}
+
 /// Writes an OCI image layout tarball of `rootfs` named `name` and returns its path.
 pub fn build_oci_archive(rootfs: &Path, name: &str, cfg: &ImageConfig, out_dir: &Path) -> PathBuf {
     let layout = out_dir.join(format!("layout-{}", sha256_hex(name.as_bytes())));

@@ -3,6 +3,7 @@
 //! through public interfaces (ctr here; CRI gRPC in the CRI suite).
 
 pub mod bed;
+pub mod cri;
 pub mod images;
 
 pub use bed::TestBed;

@@ -1,0 +1,245 @@
+//! The CRI suite: containerd's CRI API driven exactly as kubelet drives it, on runtime handler
+//! `husk` and on `runc` (the reference). Every scenario runs on both; a difference in what a
+//! user would see is a failure.
+
+use husk_e2e::bed::{TestBed, BUSYBOX};
+use husk_e2e::cri::{v1 as cri, Cri};
+use std::time::{Duration, Instant};
+
+const HANDLERS: [&str; 2] = ["runc", "husk"];
+
+/// Runs `scenario` on both handlers in one test bed and requires equal observations.
+fn on_both<T: PartialEq + std::fmt::Debug>(
+    images: &[&str],
+    scenario: impl Fn(&TestBed, &mut Cri, &str) -> T,
+) -> T {
+    let bed = TestBed::start();
+    let mut c = bed.cri(images);
+    let runc = scenario(&bed, &mut c, HANDLERS[0]);
+    let husk = scenario(&bed, &mut c, HANDLERS[1]);
+    assert_eq!(runc, husk, "runc (left) and husk (right) differ");
+    husk
+}
+
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    // CRI log format: "<RFC3339Nano> <stream> <P|F> <text>"; the timestamp varies, the rest must not.
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_once(' ').map(|x| x.1).unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn pod_sandbox_lifecycle() {
+    on_both(&[], |bed, c, handler| {
+        let cfg = Cri::pod_config(
+            &format!("pod-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&cfg, handler);
+        let st = c.pod_status(&pod);
+        let ready = st.state == cri::PodSandboxState::SandboxReady as i32;
+        let ip = st.network.map(|n| n.ip).unwrap_or_default();
+        assert!(ip.starts_with("10."), "{handler}: pod IP {ip:?}");
+        let filter = cri::PodSandboxFilter {
+            id: pod.clone(),
+            ..Default::default()
+        };
+        let listed = c.list_pods(Some(filter)).len();
+        c.stop_pod(&pod);
+        let stopped = c.pod_status(&pod).state == cri::PodSandboxState::SandboxNotready as i32;
+        c.remove_pod(&pod);
+        let gone = c
+            .list_pods(Some(cri::PodSandboxFilter {
+                id: pod.clone(),
+                ..Default::default()
+            }))
+            .is_empty();
+        (ready, listed, stopped, gone)
+    });
+}
+
+#[test]
+fn exit_codes_reasons_and_logs() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let logs = bed.dir.path().join(format!("logs-{handler}"));
+        let pod_cfg = Cri::pod_config(&format!("exit-{handler}"), &logs);
+        let pod = c.run_pod(&pod_cfg, handler);
+        let mut out = Vec::new();
+        for (name, script) in [
+            ("ok", "echo hello; exit 0"),
+            (
+                "fail",
+                "echo to-err >&2; echo line1; printf partial; exit 3",
+            ),
+        ] {
+            let cfg = Cri::container_config(name, BUSYBOX, &["sh", "-c", script]);
+            let id = c
+                .create_container(&pod, &cfg, &pod_cfg)
+                .expect("CreateContainer");
+            c.start_container(&id).expect("StartContainer");
+            let st = c.wait_exited(&id);
+            let mut lines = log_lines(&logs.join(format!("{name}.log")));
+            lines.sort();
+            out.push((name, st.exit_code, st.reason, lines));
+            c.remove_container(&id);
+        }
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        out
+    });
+    assert_eq!(seen[0].1, 0);
+    assert_eq!(seen[0].2, "Completed");
+    assert_eq!(seen[0].3, vec!["stdout F hello"]);
+    assert_eq!((seen[1].1, seen[1].2.as_str()), (3, "Error"));
+    assert_eq!(
+        seen[1].3,
+        vec!["stderr F to-err", "stdout F line1", "stdout P partial"]
+    );
+}
+
+#[test]
+fn exec_sync_output_exit_code_and_timeout() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let pod_cfg = Cri::pod_config(
+            &format!("exec-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&pod_cfg, handler);
+        let id = c
+            .create_container(
+                &pod,
+                &Cri::container_config("main", BUSYBOX, &["sleep", "1000"]),
+                &pod_cfg,
+            )
+            .unwrap();
+        c.start_container(&id).unwrap();
+        let r = c
+            .exec_sync(&id, &["sh", "-c", "echo out; echo err >&2; exit 4"], 10)
+            .expect("ExecSync");
+        let t = Instant::now();
+        let timed_out = c.exec_sync(&id, &["sleep", "30"], 1);
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(20),
+            "{handler}: ExecSync timeout not honoured ({took:?})"
+        );
+        // The timed-out process must not be left running in the container (containerd kills
+        // it; give that a moment).
+        let mut ps = c
+            .exec_sync(&id, &["sh", "-c", "ps -o args | grep -c '^sleep 30$'"], 10)
+            .unwrap();
+        let t = Instant::now();
+        while String::from_utf8_lossy(&ps.stdout).trim() != "0"
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+            ps = c
+                .exec_sync(&id, &["sh", "-c", "ps -o args | grep -c '^sleep 30$'"], 10)
+                .unwrap();
+        }
+        c.stop_container(&id, 1);
+        c.remove_container(&id);
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        (
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+            r.exit_code,
+            timed_out.map(|r| r.exit_code).map_err(|s| s.code()),
+            String::from_utf8_lossy(&ps.stdout).trim().to_string(),
+        )
+    });
+    assert_eq!(
+        (seen.0.as_str(), seen.1.as_str(), seen.2),
+        ("out\n", "err\n", 4)
+    );
+    assert!(
+        seen.3.is_err(),
+        "a timed-out ExecSync is an error: {:?}",
+        seen.3
+    );
+    assert_eq!(seen.4, "0", "the timed-out process was killed");
+}
+
+#[test]
+fn security_context_user_readonly_rootfs_and_capabilities() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let pod_cfg = Cri::pod_config(
+            &format!("sec-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&pod_cfg, handler);
+        let mut cfg = Cri::container_config("sec", BUSYBOX, &["sleep", "1000"]);
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                run_as_group: Some(cri::Int64Value { value: 1000 }),
+                supplemental_groups: vec![2000],
+                readonly_rootfs: true,
+                no_new_privs: true,
+                capabilities: Some(cri::Capability {
+                    drop_capabilities: vec!["ALL".into()],
+                    add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = c.create_container(&pod, &cfg, &pod_cfg).unwrap();
+        c.start_container(&id).unwrap();
+        let r = c.exec_sync(&id, &["sh", "-c", "id; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /x 2>&1; hostname"], 10).unwrap();
+        c.stop_container(&id, 1);
+        c.remove_container(&id);
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        String::from_utf8_lossy(&r.stdout).replace(&format!("sec-{handler}"), "<pod>")
+    });
+    assert!(
+        seen.starts_with("uid=1000(user) gid=1000(user) groups=1000(user),2000(extra)\n"),
+        "{seen}"
+    );
+    // A non-root user keeps only the bounding set (no ambient capabilities from CRI).
+    assert!(
+        seen.contains("CapEff:\t0000000000000000\nCapBnd:\t0000000000000400\nNoNewPrivs:\t1\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("Read-only file system"), "{seen}");
+}
+
+#[test]
+fn oom_kill_is_reported_as_oomkilled() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let pod_cfg = Cri::pod_config(
+            &format!("oom-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&pod_cfg, handler);
+        let mut cfg = Cri::container_config(
+            "oom",
+            BUSYBOX,
+            &[
+                "sh",
+                "-c",
+                "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived",
+            ],
+        );
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = c.create_container(&pod, &cfg, &pod_cfg).unwrap();
+        c.start_container(&id).unwrap();
+        let st = c.wait_exited(&id);
+        c.remove_container(&id);
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        (st.exit_code, st.reason)
+    });
+    assert_eq!(seen, (137, "OOMKilled".to_string()));
+}
