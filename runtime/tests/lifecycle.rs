@@ -639,6 +639,20 @@ fn bad_input_gets_one_clear_message() {
             Box::new(|b: &mut Bundle| b.config["mounts"][0]["options"] = json!(["idmap"])),
             "idmap",
         ),
+        (
+            // Without AppArmor (as here) the profile is refused up front; with AppArmor this
+            // profile does not exist. Either way it is named, never silently dropped.
+            "apparmor profile",
+            Box::new(|b: &mut Bundle| {
+                b.config["process"]["apparmorProfile"] = json!("husk-no-such-profile")
+            }),
+            "husk-no-such-profile",
+        ),
+        (
+            "negative oomScoreAdj out of range",
+            Box::new(|b: &mut Bundle| b.config["process"]["oomScoreAdj"] = json!(-5000)),
+            "process.oomScoreAdj",
+        ),
     ];
     for (name, edit, want) in cases {
         let mut b = Bundle::sh("true");

@@ -21,22 +21,42 @@ fn main() {
     println!("pod husk-demo is ready on handler husk, pod IP {ip}");
     let busybox_cmd = ["sh", "-c", "echo \"hello from busybox on kernel $(uname -r)\"; echo \"pid $$ in pod $(hostname), $(ls /bin | wc -l) commands in /bin\"; exit 7"];
     for (name, title, image, cmd) in [
-        ("hello", "an OS-less container: one static binary", SCRATCH, &[][..]),
+        (
+            "hello",
+            "an OS-less container: one static binary",
+            SCRATCH,
+            &[][..],
+        ),
         ("busybox", "a busybox userland", BUSYBOX, &busybox_cmd[..]),
     ] {
         println!("\n=== {name}: {title} ({image}) ===");
-        let rootfs = bed.dir.path().join(format!("img-{}", image.replace(['/', ':'], "_")));
+        let rootfs = bed
+            .dir
+            .path()
+            .join(format!("img-{}", image.replace(['/', ':'], "_")));
         let files = walk(&rootfs);
-        println!("--- inside: {} file(s), {} bytes in all", files.len(), files.iter().map(|(_, s)| s).sum::<u64>());
+        println!(
+            "--- inside: {} file(s), {} bytes in all",
+            files.len(),
+            files.iter().map(|(_, s)| s).sum::<u64>()
+        );
         for (p, s) in files.iter().take(3) {
             println!("    {p} ({s} bytes)");
         }
         let cfg = Cri::container_config(name, image, cmd);
-        let id = c.create_container(&pod, &cfg, &pod_cfg).expect("CreateContainer");
+        let id = c
+            .create_container(&pod, &cfg, &pod_cfg)
+            .expect("CreateContainer");
         c.start_container(&id).expect("StartContainer");
         let st = c.wait_exited(&id);
-        println!("--- output (CRI log {}):", logs.join(format!("{name}.log")).display());
-        for l in std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default().lines() {
+        println!(
+            "--- output (CRI log {}):",
+            logs.join(format!("{name}.log")).display()
+        );
+        for l in std::fs::read_to_string(logs.join(format!("{name}.log")))
+            .unwrap_or_default()
+            .lines()
+        {
             // "<time> <stream> <F|P> <text>"
             println!("    {}", l.splitn(4, ' ').nth(3).unwrap_or(""));
         }
@@ -53,11 +73,16 @@ fn walk(dir: &std::path::Path) -> Vec<(String, u64)> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(m) = e.path().symlink_metadata() else { continue };
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
             if m.is_dir() {
                 stack.push(e.path());
             } else if m.is_file() {
-                out.push((e.path().strip_prefix(dir).unwrap().display().to_string(), m.len()));
+                out.push((
+                    e.path().strip_prefix(dir).unwrap().display().to_string(),
+                    m.len(),
+                ));
             }
         }
     }
