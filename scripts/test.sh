@@ -21,6 +21,8 @@ echo "==> the shim suite again, on containerd 2.x"
 ctd2=$(containerd2)
 "$ctd2" --version
 HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim 2>&1 | tee -a "$log"
+echo "==> benchmark, quick mode (it reports; it never fails on speed)"
+"$HUSK_SRC/target/release/husk-bench" --iterations 2 --out "$(mktemp -d /tmp/husk-bench.XXXXXX)"
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

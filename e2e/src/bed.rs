@@ -87,6 +87,10 @@ state = "{d}/state"
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]
   runtime_type = "io.containerd.husk.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+  BinaryName = "/usr/bin/crun"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();

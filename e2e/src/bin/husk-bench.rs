@@ -1,0 +1,380 @@
+//! husk against containerd's runc shim with runc, and the same shim with crun, through one
+//! private containerd, in one run, interleaved. Prints a table, writes JSON and an SVG chart.
+//!
+//!   husk-bench [--iterations N] [--out DIR]      (N defaults to 100; CI runs a quick N)
+
+use husk_e2e::bed::{TestBed, BUSYBOX, SCRATCH};
+use husk_e2e::cri::{v1 as cri, Cri};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const HANDLERS: [&str; 3] = ["husk", "runc", "crun"];
+
+#[derive(Default)]
+struct Samples(BTreeMap<(String, String), Vec<f64>>);
+
+impl Samples {
+    fn add(&mut self, handler: &str, what: &str, ms: f64) {
+        self.0
+            .entry((what.to_string(), handler.to_string()))
+            .or_default()
+            .push(ms);
+    }
+}
+
+fn stats(v: &[f64]) -> Value {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| s[((s.len() as f64 - 1.0) * p).round() as usize];
+    json!({"n": s.len(), "min": s[0], "p50": q(0.5), "p95": q(0.95), "p99": q(0.99)})
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// One pod with one container through the whole CRI lifecycle, every call timed.
+fn lifecycle(
+    c: &mut Cri,
+    bed: &TestBed,
+    handler: &str,
+    i: usize,
+    s: &mut Samples,
+) -> Result<(), String> {
+    let pod_cfg = Cri::pod_config(
+        &format!("b-{handler}-{i}"),
+        &bed.dir.path().join("bench-logs"),
+    );
+    let t0 = Instant::now();
+    let req = cri::RunPodSandboxRequest {
+        config: Some(pod_cfg.clone()),
+        runtime_handler: handler.into(),
+    };
+    let (pod, ms) = timed(|| c.call(|mut r| async move { r.run_pod_sandbox(req).await }));
+    let pod = pod
+        .map_err(|e| format!("RunPodSandbox: {}", e.message()))?
+        .pod_sandbox_id;
+    s.add(handler, "RunPodSandbox", ms);
+    let cfg = Cri::container_config("app", BUSYBOX, &["sleep", "1000"]);
+    let (id, ms) = timed(|| c.create_container(&pod, &cfg, &pod_cfg));
+    let id = id.map_err(|e| format!("CreateContainer: {}", e.message()))?;
+    s.add(handler, "CreateContainer", ms);
+    let (r, ms) = timed(|| c.start_container(&id));
+    r.map_err(|e| format!("StartContainer: {}", e.message()))?;
+    s.add(handler, "StartContainer", ms);
+    s.add(
+        handler,
+        "pod start-to-running",
+        t0.elapsed().as_secs_f64() * 1000.0,
+    );
+    let (r, ms) = timed(|| c.exec_sync(&id, &["/bin/true"], 10));
+    r.map_err(|e| format!("ExecSync: {}", e.message()))?;
+    s.add(handler, "ExecSync /bin/true", ms);
+    let (_, ms) = timed(|| c.stop_container(&id, 0));
+    s.add(handler, "StopContainer", ms);
+    let (_, ms) = timed(|| c.remove_container(&id));
+    s.add(handler, "RemoveContainer", ms);
+    let (_, ms) = timed(|| c.stop_pod(&pod));
+    s.add(handler, "StopPodSandbox", ms);
+    let (_, ms) = timed(|| c.remove_pod(&pod));
+    s.add(handler, "RemovePodSandbox", ms);
+    Ok(())
+}
+
+/// RSS and PSS (kB) of every shim process serving this test bed.
+fn shim_memory(bed: &TestBed) -> (u64, u64, usize) {
+    let addr = bed.socket().display().to_string();
+    let (mut rss, mut pss, mut n) = (0, 0, 0);
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let Ok(cmd) = std::fs::read(p.join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if !(cmd.contains("containerd-shim") && cmd.contains(&addr)) {
+            continue;
+        }
+        let roll = std::fs::read_to_string(p.join("smaps_rollup")).unwrap_or_default();
+        let kb = |k: &str| {
+            roll.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        rss += kb("Rss:");
+        pss += kb("Pss:");
+        n += 1;
+    }
+    (rss, pss, n)
+}
+
+fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Result<Value, String> {
+    let mut made = Vec::new();
+    for i in 0..pods {
+        let pod_cfg = Cri::pod_config(
+            &format!("m-{handler}-{i}"),
+            &bed.dir.path().join("bench-logs"),
+        );
+        let req = cri::RunPodSandboxRequest {
+            config: Some(pod_cfg.clone()),
+            runtime_handler: handler.into(),
+        };
+        let pod = c
+            .call(|mut r| async move { r.run_pod_sandbox(req).await })
+            .map_err(|e| e.message().to_string())?
+            .pod_sandbox_id;
+        let id = c
+            .create_container(
+                &pod,
+                &Cri::container_config("app", BUSYBOX, &["sleep", "1000"]),
+                &pod_cfg,
+            )
+            .map_err(|e| e.message().to_string())?;
+        c.start_container(&id)
+            .map_err(|e| e.message().to_string())?;
+        made.push(pod);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss, pss, shims) = shim_memory(bed);
+    for pod in made {
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+    }
+    Ok(
+        json!({"pods": pods, "shims": shims, "rss_kb_per_pod": rss as f64 / pods as f64, "pss_kb_per_pod": pss as f64 / pods as f64}),
+    )
+}
+
+fn ctr_run(
+    bed: &TestBed,
+    handler_runtime: &str,
+    image: &str,
+    args: &[&str],
+    id: &str,
+) -> Result<f64, String> {
+    let rt = match handler_runtime {
+        "husk" => "io.containerd.husk.v2",
+        _ => "io.containerd.runc.v2",
+    };
+    let mut a = vec!["run", "--rm", "--runtime", rt];
+    if handler_runtime == "crun" {
+        a.push("--runc-binary");
+        a.push("/usr/bin/crun");
+    }
+    a.push(image);
+    a.push(id);
+    a.extend_from_slice(args);
+    let (out, ms) = timed(|| bed.ctr(&a));
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(ms)
+}
+
+fn main() {
+    let mut iterations = 100usize;
+    let mut out_dir = std::path::PathBuf::from("bench-results");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--iterations" => {
+                iterations = args[i + 1].parse().expect("--iterations N");
+                i += 1;
+            }
+            "--out" => {
+                out_dir = args[i + 1].clone().into();
+                i += 1;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 1;
+    }
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let bed = TestBed::start();
+    let mut c = bed.cri(&[BUSYBOX]);
+    bed.import(BUSYBOX);
+    bed.import(SCRATCH);
+    let mut s = Samples::default();
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    // Warm-up, then interleaved iterations so the machine's drift hits every runtime alike.
+    for h in HANDLERS {
+        if let Err(e) = lifecycle(&mut c, &bed, h, 9999, &mut Samples::default()) {
+            failures.insert(h.to_string(), e);
+        }
+    }
+    for it in 0..iterations {
+        let live: Vec<&str> = HANDLERS
+            .iter()
+            .copied()
+            .filter(|h| !failures.contains_key(*h))
+            .collect();
+        for h in live {
+            if let Err(e) = lifecycle(&mut c, &bed, h, it, &mut s) {
+                failures.insert(h.to_string(), e);
+            }
+        }
+    }
+    for it in 0..iterations {
+        let live: Vec<&str> = HANDLERS
+            .iter()
+            .copied()
+            .filter(|h| !failures.contains_key(*h))
+            .collect();
+        for h in live {
+            match ctr_run(&bed, h, SCRATCH, &[], &format!("cs-{h}-{it}")) {
+                Ok(ms) => s.add(h, "ctr run --rm scratch hello", ms),
+                Err(e) => {
+                    failures.insert(format!("{h} ctr scratch"), e);
+                }
+            }
+            match ctr_run(&bed, h, BUSYBOX, &["/bin/true"], &format!("cb-{h}-{it}")) {
+                Ok(ms) => s.add(h, "ctr run --rm busybox /bin/true", ms),
+                Err(e) => {
+                    failures.insert(format!("{h} ctr busybox"), e);
+                }
+            }
+        }
+    }
+    let mut memory = json!({});
+    let live: Vec<&str> = HANDLERS
+        .iter()
+        .copied()
+        .filter(|h| !failures.contains_key(*h))
+        .collect();
+    for h in live {
+        for pods in [1usize, 10] {
+            match memory_per_pod(&mut c, &bed, h, pods) {
+                Ok(v) => memory[h][pods.to_string()] = v,
+                Err(e) => {
+                    failures.insert(format!("{h} memory"), e);
+                }
+            }
+        }
+    }
+    // Report.
+    let machine = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "containerd": bed.ctr_ok(&["version"]).lines().find(|l| l.contains("Version")).unwrap_or("").trim(),
+    });
+    let mut latency = json!({});
+    println!("husk-bench: {iterations} iterations per runtime, interleaved; times in ms\n");
+    println!(
+        "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9}   {:>10} {:>10}",
+        "measurement", "rt", "min", "p50", "p95", "p99", "husk/runc", "husk/crun"
+    );
+    let whats: Vec<String> =
+        s.0.keys()
+            .map(|(w, _)| w.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    for w in &whats {
+        let p50 = |h: &str| {
+            s.0.get(&(w.clone(), h.to_string()))
+                .map(|v| stats(v)["p50"].as_f64().unwrap())
+        };
+        for h in HANDLERS {
+            let Some(v) = s.0.get(&(w.clone(), h.to_string())) else {
+                continue;
+            };
+            let st = stats(v);
+            latency[w][h] = st.clone();
+            let ratio = |other: &str| match (p50("husk"), p50(other)) {
+                (Some(a), Some(b)) if h == "husk" && b > 0.0 => format!("{:.2}x", a / b),
+                _ => String::new(),
+            };
+            println!(
+                "{:<34} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {:>10} {:>10}",
+                w,
+                h,
+                st["min"].as_f64().unwrap(),
+                st["p50"].as_f64().unwrap(),
+                st["p95"].as_f64().unwrap(),
+                st["p99"].as_f64().unwrap(),
+                ratio("runc"),
+                ratio("crun")
+            );
+        }
+    }
+    println!("\nshim memory per pod (kB):");
+    for h in HANDLERS {
+        for pods in ["1", "10"] {
+            if let Some(m) = memory.get(h).and_then(|m| m.get(pods)) {
+                println!(
+                    "  {h:<5} {pods:>3} pods: RSS {:>8.0}  PSS {:>8.0}  ({} shim processes)",
+                    m["rss_kb_per_pod"].as_f64().unwrap(),
+                    m["pss_kb_per_pod"].as_f64().unwrap(),
+                    m["shims"]
+                );
+            }
+        }
+    }
+    for (k, v) in &failures {
+        println!("FAILED {k}: {v}");
+    }
+    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "failures": failures});
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(out_dir.join("p50.svg"), svg(&latency)).unwrap();
+    println!(
+        "\nwrote {} and {}",
+        out_dir.join("results.json").display(),
+        out_dir.join("p50.svg").display()
+    );
+}
+
+/// A grouped bar chart of p50 latency per measurement and runtime.
+fn svg(latency: &Value) -> String {
+    let colors = [
+        ("husk", "#2a9d8f"),
+        ("runc", "#e76f51"),
+        ("crun", "#8d99ae"),
+    ];
+    let rows: Vec<(&String, &Value)> = latency
+        .as_object()
+        .map(|o| o.iter().collect())
+        .unwrap_or_default();
+    let max = rows
+        .iter()
+        .flat_map(|(_, v)| {
+            colors
+                .iter()
+                .filter_map(|(h, _)| v.get(*h).and_then(|s| s["p50"].as_f64()))
+        })
+        .fold(1.0f64, f64::max);
+    let (left, bar_h, gap, width) = (250.0, 12.0, 10.0, 520.0);
+    let height = 40.0 + rows.len() as f64 * (3.0 * bar_h + gap);
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        left + width + 80.0
+    );
+    out.push_str(r#"<text x="10" y="18" font-size="13">p50 latency (ms), lower is better</text>"#);
+    for (i, (h, c)) in colors.iter().enumerate() {
+        out.push_str(&format!(r#"<rect x="{}" y="8" width="10" height="10" fill="{c}"/><text x="{}" y="17">{h}</text>"#, 320.0 + i as f64 * 70.0, 334.0 + i as f64 * 70.0));
+    }
+    for (r, (name, v)) in rows.iter().enumerate() {
+        let y0 = 30.0 + r as f64 * (3.0 * bar_h + gap);
+        out.push_str(&format!(
+            r#"<text x="10" y="{}">{name}</text>"#,
+            y0 + 1.6 * bar_h
+        ));
+        for (k, (h, c)) in colors.iter().enumerate() {
+            if let Some(p) = v.get(*h).and_then(|s| s["p50"].as_f64()) {
+                let w = p / max * width;
+                let y = y0 + k as f64 * bar_h;
+                out.push_str(&format!(r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{c}"/><text x="{}" y="{}">{p:.1}</text>"#, bar_h - 2.0, left + w + 4.0, y + bar_h - 3.0));
+            }
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
