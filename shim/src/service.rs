@@ -88,6 +88,18 @@ struct Ctr {
     oom_published: bool,
 }
 
+impl Ctr {
+    /// The init (empty exec id) or one of the execs.
+    fn process(&self, exec_id: &str) -> TResult<&Proc> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs
+            .get(exec_id)
+            .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {exec_id} not found")))
+    }
+}
+
 pub struct Service {
     namespace: String,
     runtime: Arc<Runtime>,
@@ -551,13 +563,7 @@ impl Task for Service {
     ) -> TResult<api::StateResponse> {
         let ctr = self.get(&req.id)?;
         let c = ctr.lock().unwrap();
-        let p = if req.exec_id.is_empty() {
-            &c.init
-        } else {
-            c.execs
-                .get(&req.exec_id)
-                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-        };
+        let p = c.process(&req.exec_id)?;
         let paused = req.exec_id.is_empty()
             && matches!(p.state, ProcState::Running)
             && c.container.cgroup().is_frozen();
@@ -735,14 +741,7 @@ impl Task for Service {
             )
         })?;
         let c = ctr.lock().unwrap();
-        let (pid, state) = if req.exec_id.is_empty() {
-            (c.init.pid, c.init.state)
-        } else {
-            let p = c.execs.get(&req.exec_id).ok_or_else(|| {
-                status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
-            })?;
-            (p.pid, p.state)
-        };
+        let (pid, state) = c.process(&req.exec_id).map(|p| (p.pid, p.state))?;
         if matches!(state, ProcState::Stopped(_) | ProcState::Deleted) && !req.all {
             return Err(status(Code::NOT_FOUND, "process already finished"));
         }
@@ -789,13 +788,7 @@ impl Task for Service {
     ) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
         let c = ctr.lock().unwrap();
-        let p = if req.exec_id.is_empty() {
-            &c.init
-        } else {
-            c.execs
-                .get(&req.exec_id)
-                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-        };
+        let p = c.process(&req.exec_id)?;
         let console = p
             .console
             .as_ref()
@@ -808,13 +801,7 @@ impl Task for Service {
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
         let c = ctr.lock().unwrap();
-        let p = if req.exec_id.is_empty() {
-            &c.init
-        } else {
-            c.execs
-                .get(&req.exec_id)
-                .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-        };
+        let p = c.process(&req.exec_id)?;
         if req.stdin {
             if let Some(io) = &p.io {
                 io.stdin_writer.lock().unwrap().take();
@@ -841,13 +828,7 @@ impl Task for Service {
         let ctr = self.get(&req.id)?;
         let mut rx = {
             let c = ctr.lock().unwrap();
-            let p = if req.exec_id.is_empty() {
-                &c.init
-            } else {
-                c.execs.get(&req.exec_id).ok_or_else(|| {
-                    status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
-                })?
-            };
+            let p = c.process(&req.exec_id)?;
             p.exit.subscribe()
         };
         let exit = loop {
