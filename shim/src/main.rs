@@ -107,7 +107,9 @@ fn serve(args: args::Args) -> Result<(), String> {
             format!("unix://{}", ttrpc_address.trim_start_matches("unix://")),
             args.namespace.clone(),
         );
-        let runtime = husk_runtime::Runtime::new(manager::runtime_root(&args.namespace));
+        // A shim lives as long as its pod: do not keep a copy of this binary in memory for it.
+        let runtime = husk_runtime::Runtime::new(manager::runtime_root(&args.namespace))
+            .keep_helper_copy(false);
         let service = Arc::new(service::Service::new(
             args.namespace.clone(),
             runtime,
