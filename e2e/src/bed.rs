@@ -47,6 +47,11 @@ pub struct TestBed {
 
 impl TestBed {
     pub fn start() -> TestBed {
+        Self::start_with(true)
+    }
+
+    /// A test bed whose containerd does not know husk yet (for the installer's test).
+    pub fn start_with(with_husk: bool) -> TestBed {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the e2e tests need root: run them through the README's test command"
@@ -65,7 +70,14 @@ impl TestBed {
             .unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
+        if with_husk {
+            std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
+        }
+        let husk = if with_husk {
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n"
+        } else {
+            ""
+        };
         let d = dir.path().display();
         let config = format!(
             r#"version = 2
@@ -85,9 +97,7 @@ state = "{d}/state"
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]
-  runtime_type = "io.containerd.husk.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+{husk}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
   BinaryName = "/usr/bin/crun"

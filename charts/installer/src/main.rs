@@ -1,0 +1,180 @@
+//! husk-node-installer: puts husk on a node (the shim binary and containerd's `husk` runtime
+//! handler) and takes it off again. Runs on the host or in the Helm chart's DaemonSet.
+
+use clap::{Parser, Subcommand};
+use husk_installer::*;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "husk-node-installer", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// containerd's config file.
+    #[arg(long, default_value = "/etc/containerd/config.toml")]
+    config: PathBuf,
+    /// Where containerd finds shims.
+    #[arg(long = "bin-dir", default_value = "/usr/local/bin")]
+    bin_dir: PathBuf,
+    /// Drop-in directory for containerd 2.x configs (used when containerd imports it).
+    #[arg(long = "drop-in-dir", default_value = "/etc/containerd/conf.d")]
+    drop_in_dir: PathBuf,
+    /// Restart containerd afterwards (systemctl). Running pods survive a containerd restart.
+    #[arg(long)]
+    restart: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the shim and register the `husk` runtime handler.
+    Install {
+        #[command(flatten)]
+        common: Common,
+        /// The shim binary to install.
+        #[arg(long, default_value = "/opt/husk/containerd-shim-husk-v2")]
+        shim: PathBuf,
+        /// Config schema for an empty or missing config: 2 (containerd 1.6/1.7) or 3 (2.x).
+        #[arg(long = "config-version", default_value_t = 2)]
+        config_version: u8,
+    },
+    /// Remove what `install` did.
+    Uninstall {
+        #[command(flatten)]
+        common: Common,
+        /// Remove even while husk pods still run (they keep running; new ones cannot start).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("husk-node-installer: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn backup(config: &std::path::Path, text: &str) -> Result<(), Error> {
+    let b = config.with_extension("toml.husk-backup");
+    if !b.exists() && !text.is_empty() {
+        std::fs::write(&b, text).map_err(|e| Error::Io(format!("backup {}: {e}", b.display())))?;
+        println!("backed up {} to {}", config.display(), b.display());
+    }
+    Ok(())
+}
+
+fn restart(yes: bool) -> Result<(), Error> {
+    if !yes {
+        println!("containerd was not restarted (pass --restart): it picks up the handler on its next start; running pods survive the restart with husk.");
+        return Ok(());
+    }
+    let st = std::process::Command::new("systemctl")
+        .args(["restart", "containerd"])
+        .status()
+        .map_err(|e| Error::Io(format!("systemctl: {e}")))?;
+    if !st.success() {
+        return Err(Error::Io(format!("systemctl restart containerd: {st}")));
+    }
+    println!("containerd restarted");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.cmd {
+        Cmd::Install {
+            common,
+            shim,
+            config_version,
+        } => {
+            let text = std::fs::read_to_string(&common.config).unwrap_or_default();
+            let default = if config_version == 3 {
+                Schema::V3
+            } else {
+                Schema::V2
+            };
+            let (plan, schema) =
+                plan_install(&common.config, &text, default, Some(&common.drop_in_dir))?;
+            if uses_systemd_cgroup(&parse(&common.config, &text)?, schema) {
+                eprintln!("warning: containerd is configured with the systemd cgroup driver (SystemdCgroup = true); husk supports the cgroupfs driver only for now, and will refuse systemd cgroup paths with a clear error.");
+            }
+            let dst = install_binary(&shim, &common.bin_dir, "containerd-shim-husk-v2")?;
+            println!("installed {}", dst.display());
+            match plan {
+                Plan::AlreadyInstalled => println!(
+                    "runtime handler `{HANDLER}` already registered in {}",
+                    common.config.display()
+                ),
+                Plan::InPlace(out) => {
+                    backup(&common.config, &text)?;
+                    write_atomic(&common.config, out.as_bytes())?;
+                    println!(
+                        "registered runtime handler `{HANDLER}` ({RUNTIME_TYPE}) in {} (plugin {})",
+                        common.config.display(),
+                        schema.cri_plugin()
+                    );
+                }
+                Plan::DropIn {
+                    file,
+                    content,
+                    config,
+                } => {
+                    std::fs::create_dir_all(&common.drop_in_dir)
+                        .map_err(|e| Error::Io(e.to_string()))?;
+                    write_atomic(&file, content.as_bytes())?;
+                    if let Some(c) = config {
+                        backup(&common.config, &text)?;
+                        write_atomic(&common.config, c.as_bytes())?;
+                    }
+                    println!(
+                        "registered runtime handler `{HANDLER}` in drop-in {}",
+                        file.display()
+                    );
+                }
+            }
+            restart(common.restart)
+        }
+        Cmd::Uninstall { common, force } => {
+            let running = running_shims();
+            if !running.is_empty() && !force {
+                return Err(Error::Io(format!("{} husk shim(s) still run (pids {running:?}): drain the node's husk pods first, or pass --force", running.len())));
+            }
+            let text = std::fs::read_to_string(&common.config).unwrap_or_default();
+            if !text.is_empty() {
+                let mut doc = parse(&common.config, &text)?;
+                let schema = schema(&common.config, &doc, Schema::V2)?;
+                let drop = common.drop_in_dir.join("husk.toml");
+                let mut changed = remove_handler(&mut doc, schema);
+                if let Some(arr) = doc.get_mut("imports").and_then(|i| i.as_array_mut()) {
+                    let before = arr.len();
+                    arr.retain(|v| v.as_str() != Some(&drop.display().to_string()));
+                    changed |= arr.len() != before;
+                }
+                if changed {
+                    write_atomic(&common.config, doc.to_string().as_bytes())?;
+                    println!(
+                        "removed runtime handler `{HANDLER}` from {}",
+                        common.config.display()
+                    );
+                }
+                if std::fs::read_to_string(&drop)
+                    .map(|t| t.contains(MARKER))
+                    .unwrap_or(false)
+                {
+                    std::fs::remove_file(&drop).map_err(|e| Error::Io(e.to_string()))?;
+                    println!("removed {}", drop.display());
+                }
+            }
+            let bin = common.bin_dir.join("containerd-shim-husk-v2");
+            if bin.exists() {
+                std::fs::remove_file(&bin)
+                    .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;
+                println!("removed {}", bin.display());
+            }
+            restart(common.restart)
+        }
+    }
+}

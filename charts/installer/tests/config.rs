@@ -1,0 +1,172 @@
+//! The installer on containerd config fixtures: version 2 (containerd 1.6/1.7) and 3 (2.x).
+
+use husk_installer::*;
+use std::path::Path;
+
+const V2_WITH_RUNC: &str = r#"version = 2
+# operator's comment stays
+root = "/var/lib/containerd"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.9"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+"#;
+
+fn installed(text: &str, schema: Schema) -> bool {
+    let mut doc = parse(Path::new("c"), text).unwrap();
+    !add_handler(&mut doc, schema)
+}
+
+#[test]
+fn v2_config_with_other_runtimes_is_edited_in_place_preserving_it() {
+    let (plan, schema) = plan_install(
+        Path::new("/etc/containerd/config.toml"),
+        V2_WITH_RUNC,
+        Schema::V2,
+        Some(Path::new("/etc/containerd/conf.d")),
+    )
+    .unwrap();
+    assert_eq!(schema, Schema::V2);
+    let Plan::InPlace(out) = plan else {
+        panic!("{plan:?}")
+    };
+    // Everything the operator wrote is still there, in the same order, before our table.
+    assert!(out.starts_with(V2_WITH_RUNC.trim_end()), "{out}");
+    assert!(
+        out.contains(r#"[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]"#),
+        "{out}"
+    );
+    assert!(out.contains(r#"runtime_type = "io.containerd.husk.v2""#));
+    assert!(installed(&out, Schema::V2));
+    // Twice = once.
+    let (again, _) = plan_install(Path::new("c"), &out, Schema::V2, None).unwrap();
+    assert_eq!(again, Plan::AlreadyInstalled);
+}
+
+#[test]
+fn fresh_empty_config_gets_a_version() {
+    let (plan, _) = plan_install(Path::new("c"), "", Schema::V2, None).unwrap();
+    let Plan::InPlace(out) = plan else { panic!() };
+    assert!(out.starts_with("version = 2"), "{out}");
+    assert!(installed(&out, Schema::V2));
+    let (plan, _) = plan_install(Path::new("c"), "", Schema::V3, None).unwrap();
+    let Plan::InPlace(out) = plan else { panic!() };
+    assert!(
+        out.contains(r#"[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.husk]"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn v3_config_uses_a_drop_in() {
+    let dir = Path::new("/etc/containerd/conf.d");
+    let covered = "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+    let (plan, schema) = plan_install(Path::new("c"), covered, Schema::V2, Some(dir)).unwrap();
+    assert_eq!(schema, Schema::V3);
+    let Plan::DropIn {
+        file,
+        content,
+        config,
+    } = plan
+    else {
+        panic!()
+    };
+    assert_eq!(file, dir.join("husk.toml"));
+    assert!(config.is_none(), "imports already cover conf.d");
+    assert!(
+        content.contains(MARKER) && installed(&content, Schema::V3),
+        "{content}"
+    );
+    // Not covered: the config gets an imports entry, nothing else changes.
+    let bare =
+        "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\"]\n  enable_selinux = false\n";
+    let (plan, _) = plan_install(Path::new("c"), bare, Schema::V2, Some(dir)).unwrap();
+    let Plan::DropIn {
+        config: Some(c), ..
+    } = plan
+    else {
+        panic!()
+    };
+    assert!(
+        c.contains("imports = [\"/etc/containerd/conf.d/husk.toml\"]"),
+        "{c}"
+    );
+    assert!(c.contains("enable_selinux = false"));
+}
+
+#[test]
+fn malformed_and_unsupported_configs_are_refused() {
+    let e = plan_install(
+        Path::new("/etc/c.toml"),
+        "version = 2\n[plugins\n",
+        Schema::V2,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("/etc/c.toml") && e.contains("not valid TOML"),
+        "{e}"
+    );
+    let e = plan_install(Path::new("c"), "[plugins.cri]\n", Schema::V2, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("version 1"), "{e}");
+    let e = plan_install(Path::new("c"), "version = 4\n", Schema::V2, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("version 4"), "{e}");
+}
+
+#[test]
+fn uninstall_removes_only_what_the_installer_wrote() {
+    let (Plan::InPlace(out), _) =
+        plan_install(Path::new("c"), V2_WITH_RUNC, Schema::V2, None).unwrap()
+    else {
+        panic!()
+    };
+    let mut doc = parse(Path::new("c"), &out).unwrap();
+    assert!(remove_handler(&mut doc, Schema::V2));
+    assert!(!installed(&doc.to_string(), Schema::V2));
+    assert!(doc.to_string().contains("runtimes.runc"));
+    // A husk table the operator wrote by hand is theirs.
+    let hand = format!("{V2_WITH_RUNC}    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n      runtime_type = \"io.containerd.husk.v2\"\n");
+    let mut doc = parse(Path::new("c"), &hand).unwrap();
+    assert!(!remove_handler(&mut doc, Schema::V2));
+}
+
+#[test]
+fn systemd_cgroup_driver_is_detected() {
+    let doc = parse(Path::new("c"), V2_WITH_RUNC).unwrap();
+    assert!(!uses_systemd_cgroup(&doc, Schema::V2));
+    let doc = parse(
+        Path::new("c"),
+        &V2_WITH_RUNC.replace("SystemdCgroup = false", "SystemdCgroup = true"),
+    )
+    .unwrap();
+    assert!(uses_systemd_cgroup(&doc, Schema::V2));
+}
+
+#[test]
+fn binary_is_installed_by_rename() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::write(&src, b"new").unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let old = bin.join("containerd-shim-husk-v2");
+    std::fs::write(&old, b"old").unwrap();
+    let held = std::fs::File::open(&old).unwrap();
+    let dst = install_binary(&src, &bin, "containerd-shim-husk-v2").unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), b"new");
+    // The old inode (a running shim's text) is untouched: replaced, not overwritten.
+    use std::io::Read;
+    let mut s = String::new();
+    (&held).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "old");
+}
