@@ -149,6 +149,71 @@ fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Res
     )
 }
 
+/// Pods started per second with `workers` clients in parallel, each starting `per_worker` pods
+/// (sandbox + one running container), then everything removed.
+fn pods_per_second(
+    bed: &TestBed,
+    handler: &str,
+    workers: usize,
+    per_worker: usize,
+) -> Result<f64, String> {
+    let t = Instant::now();
+    let results: Vec<Result<Vec<String>, String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut c = Cri::connect(&bed.socket());
+                    let mut pods = Vec::new();
+                    for i in 0..per_worker {
+                        let pod_cfg = Cri::pod_config(
+                            &format!("t-{handler}-{workers}-{w}-{i}"),
+                            &bed.dir.path().join("bench-logs"),
+                        );
+                        let req = cri::RunPodSandboxRequest {
+                            config: Some(pod_cfg.clone()),
+                            runtime_handler: handler.into(),
+                        };
+                        let pod = c
+                            .call(|mut r| async move { r.run_pod_sandbox(req).await })
+                            .map_err(|e| e.message().to_string())?
+                            .pod_sandbox_id;
+                        let id = c
+                            .create_container(
+                                &pod,
+                                &Cri::container_config("app", BUSYBOX, &["sleep", "1000"]),
+                                &pod_cfg,
+                            )
+                            .map_err(|e| e.message().to_string())?;
+                        c.start_container(&id)
+                            .map_err(|e| e.message().to_string())?;
+                        pods.push(pod);
+                    }
+                    Ok(pods)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let mut c = Cri::connect(&bed.socket());
+    let mut err = None;
+    for r in results {
+        match r {
+            Ok(pods) => {
+                for p in pods {
+                    c.stop_pod(&p);
+                    c.remove_pod(&p);
+                }
+            }
+            Err(e) => err = Some(e),
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok((workers * per_worker) as f64 / secs),
+    }
+}
+
 fn ctr_run(
     bed: &TestBed,
     handler_runtime: &str,
@@ -256,6 +321,23 @@ fn main() {
             }
         }
     }
+    let mut throughput = json!({});
+    let per_worker = if iterations >= 20 { 5 } else { 1 };
+    for workers in [1usize, 4, 16] {
+        let live: Vec<&str> = HANDLERS
+            .iter()
+            .copied()
+            .filter(|h| !failures.contains_key(*h))
+            .collect();
+        for h in live {
+            match pods_per_second(&bed, h, workers, per_worker) {
+                Ok(v) => throughput[h][workers.to_string()] = json!(v),
+                Err(e) => {
+                    failures.insert(format!("{h} throughput"), e);
+                }
+            }
+        }
+    }
     // Report.
     let machine = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -315,10 +397,25 @@ fn main() {
             }
         }
     }
+    println!("\npods started per second (sandbox + running container, {per_worker} per worker):");
+    for workers in ["1", "4", "16"] {
+        let get = |h: &str| {
+            throughput
+                .get(h)
+                .and_then(|t| t.get(workers))
+                .and_then(|v| v.as_f64())
+        };
+        if let (Some(h), Some(r)) = (get("husk"), get("runc")) {
+            println!(
+                "  {workers:>2} in parallel: husk {h:6.1}/s  runc {r:6.1}/s  husk/runc {:.2}x",
+                h / r
+            );
+        }
+    }
     for (k, v) in &failures {
         println!("FAILED {k}: {v}");
     }
-    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "failures": failures});
+    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "failures": failures});
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_vec_pretty(&report).unwrap(),
