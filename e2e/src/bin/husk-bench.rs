@@ -112,30 +112,38 @@ fn shim_memory(bed: &TestBed) -> (u64, u64, usize) {
     (rss, pss, n)
 }
 
+/// A pod on `handler` with one running `sleep` container; its sandbox id.
+fn start_sleeping_pod(
+    c: &mut Cri,
+    bed: &TestBed,
+    handler: &str,
+    name: &str,
+) -> Result<String, String> {
+    let pod_cfg = Cri::pod_config(name, &bed.dir.path().join("bench-logs"));
+    let req = cri::RunPodSandboxRequest {
+        config: Some(pod_cfg.clone()),
+        runtime_handler: handler.into(),
+    };
+    let pod = c
+        .call(|mut r| async move { r.run_pod_sandbox(req).await })
+        .map_err(|e| e.message().to_string())?
+        .pod_sandbox_id;
+    let id = c
+        .create_container(
+            &pod,
+            &Cri::container_config("app", BUSYBOX, &["sleep", "1000"]),
+            &pod_cfg,
+        )
+        .map_err(|e| e.message().to_string())?;
+    c.start_container(&id)
+        .map_err(|e| e.message().to_string())?;
+    Ok(pod)
+}
+
 fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Result<Value, String> {
     let mut made = Vec::new();
     for i in 0..pods {
-        let pod_cfg = Cri::pod_config(
-            &format!("m-{handler}-{i}"),
-            &bed.dir.path().join("bench-logs"),
-        );
-        let req = cri::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            runtime_handler: handler.into(),
-        };
-        let pod = c
-            .call(|mut r| async move { r.run_pod_sandbox(req).await })
-            .map_err(|e| e.message().to_string())?
-            .pod_sandbox_id;
-        let id = c
-            .create_container(
-                &pod,
-                &Cri::container_config("app", BUSYBOX, &["sleep", "1000"]),
-                &pod_cfg,
-            )
-            .map_err(|e| e.message().to_string())?;
-        c.start_container(&id)
-            .map_err(|e| e.message().to_string())?;
+        let pod = start_sleeping_pod(c, bed, handler, &format!("m-{handler}-{i}"))?;
         made.push(pod);
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -165,27 +173,12 @@ fn pods_per_second(
                     let mut c = Cri::connect(&bed.socket());
                     let mut pods = Vec::new();
                     for i in 0..per_worker {
-                        let pod_cfg = Cri::pod_config(
+                        let pod = start_sleeping_pod(
+                            &mut c,
+                            bed,
+                            handler,
                             &format!("t-{handler}-{workers}-{w}-{i}"),
-                            &bed.dir.path().join("bench-logs"),
-                        );
-                        let req = cri::RunPodSandboxRequest {
-                            config: Some(pod_cfg.clone()),
-                            runtime_handler: handler.into(),
-                        };
-                        let pod = c
-                            .call(|mut r| async move { r.run_pod_sandbox(req).await })
-                            .map_err(|e| e.message().to_string())?
-                            .pod_sandbox_id;
-                        let id = c
-                            .create_container(
-                                &pod,
-                                &Cri::container_config("app", BUSYBOX, &["sleep", "1000"]),
-                                &pod_cfg,
-                            )
-                            .map_err(|e| e.message().to_string())?;
-                        c.start_container(&id)
-                            .map_err(|e| e.message().to_string())?;
+                        )?;
                         pods.push(pod);
                     }
                     Ok(pods)
