@@ -21,8 +21,13 @@ echo "==> the shim suite again, on containerd 2.x"
 ctd2=$(containerd2)
 "$ctd2" --version
 HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim 2>&1 | tee -a "$log"
+echo "==> Helm chart, rendered by Helm's own engine (helm-python-sdk)"
+venv=/var/cache/husk/venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk pytest pyyaml
+(cd "$HUSK_SRC/charts" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests) 2>&1 | tee -a "$log"
 echo "==> benchmark, quick mode (it reports; it never fails on speed)"
 "$HUSK_SRC/target/release/husk-bench" --iterations 2 --out "$(mktemp -d /tmp/husk-bench.XXXXXX)"
 # One closing line over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^test result:/ || / passed.* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

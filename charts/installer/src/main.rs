@@ -41,6 +41,17 @@ enum Cmd {
         #[arg(long = "config-version", default_value_t = 2)]
         config_version: u8,
     },
+    /// Stay running (the DaemonSet's main container); on SIGTERM, optionally uninstall.
+    Hold {
+        #[command(flatten)]
+        common: Common,
+        /// Uninstall when terminated (the DaemonSet's pod is deleted, e.g. by helm uninstall).
+        #[arg(long = "uninstall-on-exit")]
+        uninstall_on_exit: bool,
+        /// With --uninstall-on-exit: remove even while husk pods still run.
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove what `install` did.
     Uninstall {
         #[command(flatten)]
@@ -137,44 +148,74 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             restart(common.restart)
         }
-        Cmd::Uninstall { common, force } => {
-            let running = running_shims();
-            if !running.is_empty() && !force {
-                return Err(Error::Io(format!("{} husk shim(s) still run (pids {running:?}): drain the node's husk pods first, or pass --force", running.len())));
-            }
-            let text = std::fs::read_to_string(&common.config).unwrap_or_default();
-            if !text.is_empty() {
-                let mut doc = parse(&common.config, &text)?;
-                let schema = schema(&common.config, &doc, Schema::V2)?;
-                let drop = common.drop_in_dir.join("husk.toml");
-                let mut changed = remove_handler(&mut doc, schema);
-                if let Some(arr) = doc.get_mut("imports").and_then(|i| i.as_array_mut()) {
-                    let before = arr.len();
-                    arr.retain(|v| v.as_str() != Some(&drop.display().to_string()));
-                    changed |= arr.len() != before;
+        Cmd::Hold {
+            common,
+            uninstall_on_exit,
+            force,
+        } => {
+            use nix::sys::signal::{SigSet, Signal};
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTERM);
+            set.add(Signal::SIGINT);
+            set.thread_block()
+                .map_err(|e| Error::Io(format!("block signals: {e}")))?;
+            println!(
+                "husk is installed; holding until terminated{}",
+                if uninstall_on_exit {
+                    " (then uninstalling)"
+                } else {
+                    ""
                 }
-                if changed {
-                    write_atomic(&common.config, doc.to_string().as_bytes())?;
-                    println!(
-                        "removed runtime handler `{HANDLER}` from {}",
-                        common.config.display()
-                    );
-                }
-                if std::fs::read_to_string(&drop)
-                    .map(|t| t.contains(MARKER))
-                    .unwrap_or(false)
-                {
-                    std::fs::remove_file(&drop).map_err(|e| Error::Io(e.to_string()))?;
-                    println!("removed {}", drop.display());
-                }
+            );
+            let sig = set
+                .wait()
+                .map_err(|e| Error::Io(format!("wait for a signal: {e}")))?;
+            println!("received {sig}");
+            if uninstall_on_exit {
+                uninstall(common, force)?;
             }
-            let bin = common.bin_dir.join("containerd-shim-husk-v2");
-            if bin.exists() {
-                std::fs::remove_file(&bin)
-                    .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;
-                println!("removed {}", bin.display());
-            }
-            restart(common.restart)
+            Ok(())
+        }
+        Cmd::Uninstall { common, force } => uninstall(common, force),
+    }
+}
+
+fn uninstall(common: Common, force: bool) -> Result<(), Error> {
+    let running = running_shims();
+    if !running.is_empty() && !force {
+        return Err(Error::Io(format!("{} husk shim(s) still run (pids {running:?}): drain the node's husk pods first, or pass --force", running.len())));
+    }
+    let text = std::fs::read_to_string(&common.config).unwrap_or_default();
+    if !text.is_empty() {
+        let mut doc = parse(&common.config, &text)?;
+        let schema = schema(&common.config, &doc, Schema::V2)?;
+        let drop = common.drop_in_dir.join("husk.toml");
+        let mut changed = remove_handler(&mut doc, schema);
+        if let Some(arr) = doc.get_mut("imports").and_then(|i| i.as_array_mut()) {
+            let before = arr.len();
+            arr.retain(|v| v.as_str() != Some(&drop.display().to_string()));
+            changed |= arr.len() != before;
+        }
+        if changed {
+            write_atomic(&common.config, doc.to_string().as_bytes())?;
+            println!(
+                "removed runtime handler `{HANDLER}` from {}",
+                common.config.display()
+            );
+        }
+        if std::fs::read_to_string(&drop)
+            .map(|t| t.contains(MARKER))
+            .unwrap_or(false)
+        {
+            std::fs::remove_file(&drop).map_err(|e| Error::Io(e.to_string()))?;
+            println!("removed {}", drop.display());
         }
     }
+    let bin = common.bin_dir.join("containerd-shim-husk-v2");
+    if bin.exists() {
+        std::fs::remove_file(&bin)
+            .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;
+        println!("removed {}", bin.display());
+    }
+    restart(common.restart)
 }

@@ -170,3 +170,53 @@ fn binary_is_installed_by_rename() {
     (&held).read_to_string(&mut s).unwrap();
     assert_eq!(s, "old");
 }
+
+#[test]
+fn hold_uninstalls_when_terminated() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("config.toml");
+    std::fs::write(&cfg, "version = 2\n").unwrap();
+    let shim = d.path().join("shim");
+    std::fs::write(&shim, b"#!/bin/sh\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_husk-node-installer");
+    let common = |c: &mut std::process::Command| {
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("--bin-dir")
+            .arg(d.path().join("bin"))
+            .arg("--drop-in-dir")
+            .arg(d.path().join("conf.d"));
+    };
+    let mut install = std::process::Command::new(bin);
+    install.arg("install").arg("--shim").arg(&shim);
+    common(&mut install);
+    assert!(install.output().unwrap().status.success());
+    assert!(std::fs::read_to_string(&cfg)
+        .unwrap()
+        .contains(RUNTIME_TYPE));
+    let mut hold = std::process::Command::new(bin);
+    hold.args(["hold", "--uninstall-on-exit", "--force"])
+        .stdout(std::process::Stdio::piped());
+    common(&mut hold);
+    let child = hold.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains(RUNTIME_TYPE),
+        "hold keeps husk installed"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "version = 2\n");
+    assert!(!d.path().join("bin/containerd-shim-husk-v2").exists());
+}

@@ -1,0 +1,88 @@
+"""The husk Helm chart rendered by Helm's own engine (helm-python-sdk bundles it), with the
+default and with custom values; the rendered objects are checked like the API server would."""
+
+import pathlib
+
+import helm_python as helm
+import pytest
+import yaml
+
+CHART = pathlib.Path(__file__).resolve().parent.parent / "husk"
+
+
+def render(values=None):
+    manifests = helm.Chart.load(str(CHART)).render(values or {}, name="rel", namespace="husk-system", is_install=True)
+    objects = {}
+    for path, text in manifests.items():
+        if not path.endswith(".yaml"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    notes = next((t for p, t in manifests.items() if p.endswith("NOTES.txt")), "")
+    return objects, notes
+
+
+def test_lint_passes():
+    result = helm.lint(str(CHART))
+    assert result["total_charts_linted"] == 1
+    assert result["errors"] == [], result
+    # Only informational messages (severity 1) are allowed.
+    assert all(m["severity"] <= 1 for m in result["messages"]), result["messages"]
+
+
+def test_defaults_render_a_daemonset_and_a_runtimeclass():
+    objs, notes = render()
+    ds = objs[("DaemonSet", "rel-husk")]
+    assert ds["apiVersion"] == "apps/v1"
+    assert ds["metadata"]["namespace"] == "husk-system"
+    spec = ds["spec"]["template"]["spec"]
+    assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    init = spec["initContainers"][0]
+    assert init["command"][:3] == ["/husk-node-installer", "install", "--shim"]
+    assert "--restart" not in init["command"]
+    assert init["args"] == ["--config", "/etc/containerd/config.toml", "--bin-dir", "/host/usr/local/bin", "--drop-in-dir", "/etc/containerd/conf.d"]
+    assert init["image"] == "husk/husk-installer:0.1.0"
+    hold = spec["containers"][0]
+    assert hold["command"] == ["/husk-node-installer", "hold", "--uninstall-on-exit"]
+    mounts = {m["name"]: m["mountPath"] for m in hold["volumeMounts"]}
+    vols = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    assert mounts == {"containerd-config": "/etc/containerd", "bin": "/host/usr/local/bin"}
+    assert vols == {"containerd-config": "/etc/containerd", "bin": "/usr/local/bin"}
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert spec["priorityClassName"] == "system-node-critical"
+    assert "hostPID" not in spec, "the installer does not need the host's pid namespace"
+    rc = objs[("RuntimeClass", "husk")]
+    assert rc["apiVersion"] == "node.k8s.io/v1" and rc["handler"] == "husk"
+    assert rc["scheduling"]["nodeSelector"] == {"husk.dev/runtime-ready": "true"}
+    assert "overhead" not in rc
+    assert "runtimeClassName: husk" in notes
+
+
+def test_custom_values():
+    objs, _ = render({
+        "handler": "husk-fast",
+        "runtimeClass": {"name": "fast", "overhead": {"memory": "8Mi", "cpu": "10m"}, "nodeSelector": None},
+        "containerd": {"configPath": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "configVersion": 3, "restart": True},
+        "installDir": "/opt/bin",
+        "image": {"repository": "registry.local/husk", "tag": "dev"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "uninstallOnDelete": False,
+    })
+    ds = objs[("DaemonSet", "rel-husk")]["spec"]["template"]["spec"]
+    init = ds["initContainers"][0]
+    assert init["image"] == "registry.local/husk:dev"
+    assert init["command"][-3:] == ["--config-version", "3", "--restart"]
+    assert "--bin-dir" in init["args"] and "/host/opt/bin" in init["args"]
+    assert ds["containers"][0]["command"] == ["/husk-node-installer", "hold"]
+    assert ds["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert {v["name"]: v["hostPath"]["path"] for v in ds["volumes"]}["containerd-config"] == "/var/lib/rancher/k3s/agent/etc/containerd"
+    rc = objs[("RuntimeClass", "fast")]
+    assert rc["handler"] == "husk-fast"
+    assert rc["overhead"] == {"podFixed": {"memory": "8Mi", "cpu": "10m"}}
+    assert "scheduling" not in rc
+
+
+def test_runtimeclass_can_be_left_out():
+    objs, _ = render({"runtimeClass": {"create": False}})
+    assert not any(kind == "RuntimeClass" for kind, _ in objs)
