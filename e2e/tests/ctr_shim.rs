@@ -312,6 +312,18 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         .unwrap()
         .parse()
         .unwrap();
+    let bundle = bed
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&bed.ns)
+        .join("s");
+    let socket = std::fs::read_to_string(bundle.join("address"))
+        .expect("the shim wrote its address into the bundle")
+        .trim()
+        .trim_start_matches("unix://")
+        .to_string();
+    assert!(std::path::Path::new(&socket).exists());
     let shims = bed.shim_pids();
     assert_eq!(shims.len(), 1, "one shim: {shims:?}");
     nix::sys::signal::kill(
@@ -343,6 +355,10 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{}/s", bed.ns)).exists(),
         "cgroup left behind"
+    );
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the dead shim's socket was left behind"
     );
 }
 

@@ -214,6 +214,17 @@ fn write_address(bundle: &Path, address: &str) -> Result<(), String> {
     std::fs::write(bundle.join("address"), address).map_err(|e| format!("write address: {e}"))
 }
 
+/// A shim killed outright leaves its socket behind: remove it once nothing answers on it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = Path::new(address.trim().trim_start_matches("unix://"));
+    if path.starts_with(SOCKET_DIR) && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// The runtime root the shim keeps husk state under, per containerd namespace.
 pub fn runtime_root(namespace: &str) -> PathBuf {
     PathBuf::from("/run/containerd/husk").join(namespace)
@@ -240,6 +251,7 @@ pub fn delete(args: &Args) -> Result<Vec<u8>, String> {
         Err(e) => eprintln!("load {}: {e}", args.id),
     }
     crate::mount::unmount_rootfs(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
     let mut resp = containerd_shim_protos::shim::shim::DeleteResponse::new();
     resp.pid = pid.max(0) as u32;
     resp.exit_status = 128 + libc::SIGKILL as u32;
