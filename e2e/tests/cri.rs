@@ -243,3 +243,72 @@ fn oom_kill_is_reported_as_oomkilled() {
     });
     assert_eq!(seen, (137, "OOMKilled".to_string()));
 }
+
+#[test]
+fn update_container_resources_and_container_stats() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let pod_cfg = Cri::pod_config(
+            &format!("upd-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&pod_cfg, handler);
+        let id = c
+            .create_container(
+                &pod,
+                &Cri::container_config("main", BUSYBOX, &["sleep", "1000"]),
+                &pod_cfg,
+            )
+            .unwrap();
+        c.start_container(&id).unwrap();
+        let req = cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        c.call(|mut r| async move { r.update_container_resources(req).await })
+            .expect("UpdateContainerResources");
+        let limit = c
+            .exec_sync(
+                &id,
+                &[
+                    "cat",
+                    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                    "/sys/fs/cgroup/cpu/cpu.shares",
+                ],
+                10,
+            )
+            .unwrap();
+        let req = cri::ContainerStatsRequest {
+            container_id: id.clone(),
+        };
+        let stats = c
+            .call(|mut r| async move { r.container_stats(req).await })
+            .expect("ContainerStats")
+            .stats
+            .expect("stats");
+        let mem = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        c.stop_container(&id, 1);
+        c.remove_container(&id);
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        (
+            String::from_utf8_lossy(&limit.stdout).into_owned(),
+            mem > 0,
+            cpu > 0,
+        )
+    });
+    assert_eq!(seen, ("67108864\n512\n".to_string(), true, true));
+}
