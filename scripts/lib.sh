@@ -66,3 +66,16 @@ containerd2() {
     [ -x "$dest/usr/bin/containerd" ] || dpkg-deb -x "$deb" "$dest"
     echo "$dest/usr/bin/containerd"
 }
+
+# Static builds of the binaries that go into the FROM-scratch installer image: glibc's static
+# libc (crt-static) and libseccomp.a, so they run on any distribution's host. A separate
+# target dir keeps them from invalidating the normal build's cache.
+STATIC_BIN_DIR="$HUSK_SRC/target/static/x86_64-unknown-linux-gnu/release"
+export STATIC_BIN_DIR
+build_static() {
+    echo "==> building the static binaries for the installer image"
+    (cd "$HUSK_SRC" && RUSTFLAGS="-C target-feature=+crt-static" \
+        LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
+        cargo build --release --locked --quiet --target x86_64-unknown-linux-gnu \
+        --target-dir "$HUSK_SRC/target/static" -p husk-node-installer -p containerd-shim-husk-v2)
+}

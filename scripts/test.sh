@@ -11,6 +11,7 @@ cargo fmt --all --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 build_release
+build_static
 echo "==> cargo build (debug binaries the e2e tests drive)"
 cargo build --locked --workspace --quiet
 echo "==> cargo test (unit, root integration, e2e through containerd)"

@@ -40,8 +40,7 @@ def test_defaults_render_a_daemonset_and_a_runtimeclass():
     assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
     init = spec["initContainers"][0]
     assert init["command"][:3] == ["/husk-node-installer", "install", "--shim"]
-    assert "--restart" not in init["command"]
-    assert init["args"] == ["--config", "/etc/containerd/config.toml", "--bin-dir", "/host/usr/local/bin", "--drop-in-dir", "/etc/containerd/conf.d"]
+    assert init["args"] == ["--config", "/etc/containerd/config.toml", "--bin-dir", "/host/usr/local/bin", "--drop-in-dir", "/etc/containerd/conf.d", "--label-node"]
     assert init["image"] == "husk/husk-installer:0.1.0"
     hold = spec["containers"][0]
     assert hold["command"] == ["/husk-node-installer", "hold", "--uninstall-on-exit"]
@@ -51,7 +50,21 @@ def test_defaults_render_a_daemonset_and_a_runtimeclass():
     assert vols == {"containerd-config": "/etc/containerd", "bin": "/usr/local/bin"}
     assert spec["tolerations"] == [{"operator": "Exists"}]
     assert spec["priorityClassName"] == "system-node-critical"
-    assert "hostPID" not in spec, "the installer does not need the host's pid namespace"
+    # Restart (host systemd) and the uninstall's running-pod check need the host's PIDs.
+    assert spec["hostPID"] is True
+    assert init["args"][-1] == "--label-node" and hold["args"][-1] == "--label-node"
+    for ctr in (init, hold):
+        env = {e["name"]: e for e in ctr["env"]}
+        assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    sa = objs[("ServiceAccount", "rel-husk")]
+    assert spec["serviceAccountName"] == sa["metadata"]["name"]
+    assert sa["metadata"]["namespace"] == "husk-system"
+    role = objs[("ClusterRole", "rel-husk-node-labeller")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
+    binding = objs[("ClusterRoleBinding", "rel-husk-node-labeller")]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rel-husk-node-labeller"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-husk", "namespace": "husk-system"}]
+    assert "--restart" in init["command"]
     rc = objs[("RuntimeClass", "husk")]
     assert rc["apiVersion"] == "node.k8s.io/v1" and rc["handler"] == "husk"
     assert rc["scheduling"]["nodeSelector"] == {"husk.dev/runtime-ready": "true"}
@@ -61,9 +74,8 @@ def test_defaults_render_a_daemonset_and_a_runtimeclass():
 
 def test_custom_values():
     objs, _ = render({
-        "handler": "husk-fast",
         "runtimeClass": {"name": "fast", "overhead": {"memory": "8Mi", "cpu": "10m"}, "nodeSelector": None},
-        "containerd": {"configPath": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "configVersion": 3, "restart": True},
+        "containerd": {"configPath": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "configVersion": 3, "restart": False},
         "installDir": "/opt/bin",
         "image": {"repository": "registry.local/husk", "tag": "dev"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -72,13 +84,15 @@ def test_custom_values():
     ds = objs[("DaemonSet", "rel-husk")]["spec"]["template"]["spec"]
     init = ds["initContainers"][0]
     assert init["image"] == "registry.local/husk:dev"
-    assert init["command"][-3:] == ["--config-version", "3", "--restart"]
+    assert init["command"][-2:] == ["--config-version", "3"]
     assert "--bin-dir" in init["args"] and "/host/opt/bin" in init["args"]
     assert ds["containers"][0]["command"] == ["/husk-node-installer", "hold"]
     assert ds["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert {v["name"]: v["hostPath"]["path"] for v in ds["volumes"]}["containerd-config"] == "/var/lib/rancher/k3s/agent/etc/containerd"
     rc = objs[("RuntimeClass", "fast")]
-    assert rc["handler"] == "husk-fast"
+    assert rc["handler"] == "husk"
+    assert "hostPID" not in ds, "without restart and uninstall the installer needs no host PIDs"
+    assert "--label-node" in init["args"]
     assert rc["overhead"] == {"podFixed": {"memory": "8Mi", "cpu": "10m"}}
     assert "scheduling" not in rc
 
@@ -86,3 +100,17 @@ def test_custom_values():
 def test_runtimeclass_can_be_left_out():
     objs, _ = render({"runtimeClass": {"create": False}})
     assert not any(kind == "RuntimeClass" for kind, _ in objs)
+
+
+def test_node_labelling_can_be_turned_off():
+    objs, notes = render({"labelNode": False})
+    ds = objs[("DaemonSet", "rel-husk")]["spec"]["template"]["spec"]
+    assert "--label-node" not in ds["initContainers"][0]["args"]
+    assert not any(kind in ("ClusterRole", "ClusterRoleBinding") for kind, _ in objs)
+    assert "label the nodes where the installer has run" in notes
+
+
+def test_notes_say_the_installer_labels_ready_nodes():
+    _, notes = render()
+    assert "husk.dev/runtime-ready=true" in notes
+    assert "installer sets the label" in notes

@@ -270,16 +270,22 @@ state = "{d}/state"
             }
         };
         let archive = crate::images::build_oci_archive(&rootfs, name, &cfg, self.dir.path());
+        self.import_archive(ns, &archive);
+    }
+
+    /// Imports an OCI archive into containerd namespace `ns`.
+    pub fn import_archive(&self, ns: &str, archive: &std::path::Path) {
         let out = Command::new(self.ctr_bin())
             .arg("--address")
             .arg(self.socket())
             .args(["--namespace", ns, "image", "import"])
-            .arg(&archive)
+            .arg(archive)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "import {name}: {}",
+            "import {}: {}",
+            archive.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }

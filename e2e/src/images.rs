@@ -168,3 +168,54 @@ pub fn build_oci_archive(rootfs: &Path, name: &str, cfg: &ImageConfig, out_dir: 
     std::fs::remove_dir_all(&layout).unwrap();
     archive
 }
+
+/// The Helm chart's installer image: `FROM scratch` plus the static `husk-node-installer` and
+/// `containerd-shim-husk-v2` from `static_bin_dir` (scripts/lib.sh `build_static`). Nothing
+/// else: the installer needs no shell, no libc and no package manager.
+pub fn installer_rootfs(dir: &Path, static_bin_dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for bin in ["husk-node-installer", "containerd-shim-husk-v2"] {
+        let src = static_bin_dir.join(bin);
+        let data = std::fs::read(&src).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the static binaries are built by scripts/installer-image.sh or the README's test command)",
+                src.display()
+            )
+        });
+        assert!(
+            !has_interpreter(&data),
+            "{} is dynamically linked; the installer image needs static binaries",
+            src.display()
+        );
+        std::fs::write(dir.join(bin), &data).unwrap();
+        std::fs::set_permissions(
+            dir.join(bin),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+}
+
+pub fn installer_image_config() -> ImageConfig {
+    ImageConfig {
+        cmd: vec!["/husk-node-installer".into(), "--help".into()],
+        env: vec![],
+        user: String::new(),
+    }
+}
+
+/// Whether a 64-bit little-endian ELF asks for a dynamic loader (has a PT_INTERP header).
+pub fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        elf.get(o..o + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap()) == PT_INTERP)
+    })
+}

@@ -16,4 +16,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - /host{{ .Values.installDir }}
 - --drop-in-dir
 - {{ .Values.containerd.dropInDir }}
+{{- if .Values.labelNode }}
+- --label-node
+{{- end }}
+{{- end -}}
+
+{{- define "husk.installerEnv" -}}
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
 {{- end -}}

@@ -2,6 +2,8 @@
 //! without clobbering or reordering the operator's config (toml_edit keeps formatting and
 //! comments), for config version 2 (containerd 1.6/1.7) and version 3 (containerd 2.x).
 
+pub mod kube;
+
 use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, Table};
 

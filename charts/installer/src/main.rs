@@ -23,9 +23,38 @@ struct Common {
     /// Drop-in directory for containerd 2.x configs (used when containerd imports it).
     #[arg(long = "drop-in-dir", default_value = "/etc/containerd/conf.d")]
     drop_in_dir: PathBuf,
-    /// Restart containerd afterwards (systemctl). Running pods survive a containerd restart.
+    /// Restart containerd afterwards (systemctl, in the host's mount namespace when run in a
+    /// pod with hostPID). Running pods survive a containerd restart.
     #[arg(long)]
     restart: bool,
+    /// Label this node husk.dev/runtime-ready=true through the Kubernetes API once containerd
+    /// has the handler loaded (and remove the label on uninstall). Needs the pod's service
+    /// account and the node's name.
+    #[arg(long = "label-node")]
+    label_node: bool,
+    /// The node's name (the chart passes spec.nodeName through the downward API).
+    #[arg(long = "node-name", env = "NODE_NAME")]
+    node_name: Option<String>,
+}
+
+impl Common {
+    fn set_ready_label(&self, ready: bool) -> Result<(), Error> {
+        if !self.label_node {
+            return Ok(());
+        }
+        let node = self.node_name.as_deref().ok_or_else(|| {
+            Error::Io("--label-node needs the node's name (--node-name or NODE_NAME)".into())
+        })?;
+        let api = kube::ApiServer::in_cluster()?;
+        let value = ready.then_some("true");
+        api.set_node_label(node, kube::READY_LABEL, value)?;
+        if ready {
+            println!("labelled node {node} {}=true", kube::READY_LABEL);
+        } else {
+            println!("removed label {} from node {node}", kube::READY_LABEL);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,20 +107,47 @@ fn backup(config: &std::path::Path, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn restart(yes: bool) -> Result<(), Error> {
+/// The host's mount namespace when this process runs in another one but sees the host's PID 1
+/// (a pod with hostPID): systemctl and systemd's sockets live there, not in a FROM-scratch image.
+fn host_mount_ns() -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let host = std::fs::File::open("/proc/1/ns/mnt").ok()?;
+    let ours = std::fs::metadata("/proc/self/ns/mnt").ok()?;
+    let theirs = host.metadata().ok()?;
+    (theirs.dev(), theirs.ino())
+        .ne(&(ours.dev(), ours.ino()))
+        .then_some(host)
+}
+
+/// Returns whether containerd was restarted.
+fn restart(yes: bool) -> Result<bool, Error> {
     if !yes {
         println!("containerd was not restarted (pass --restart): it picks up the handler on its next start; running pods survive the restart with husk.");
-        return Ok(());
+        return Ok(false);
     }
-    let st = std::process::Command::new("systemctl")
-        .args(["restart", "containerd"])
-        .status()
-        .map_err(|e| Error::Io(format!("systemctl: {e}")))?;
+    let mut cmd = std::process::Command::new("systemctl");
+    cmd.args(["restart", "containerd"]);
+    if let Some(ns) = host_mount_ns() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setns is a single syscall, safe between fork and exec; the installer is
+        // single-threaded, which joining a mount namespace requires anyway.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let st = cmd.status().map_err(|e| {
+        Error::Io(format!(
+            "systemctl: {e} (in a pod, restarting containerd needs hostPID: the chart sets it when containerd.restart is true)"
+        ))
+    })?;
     if !st.success() {
         return Err(Error::Io(format!("systemctl restart containerd: {st}")));
     }
     println!("containerd restarted");
-    Ok(())
+    Ok(true)
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
@@ -114,6 +170,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             let dst = install_binary(&shim, &common.bin_dir, "containerd-shim-husk-v2")?;
             println!("installed {}", dst.display());
+            let already = matches!(plan, Plan::AlreadyInstalled);
             match plan {
                 Plan::AlreadyInstalled => println!(
                     "runtime handler `{HANDLER}` already registered in {}",
@@ -146,7 +203,17 @@ fn run(cli: Cli) -> Result<(), Error> {
                     );
                 }
             }
-            restart(common.restart)
+            // The node is ready once containerd has loaded the handler: after the restart,
+            // or when it was registered before (a re-run of the DaemonSet pod).
+            if restart(common.restart)? || already {
+                common.set_ready_label(true)?;
+            } else if common.label_node {
+                println!(
+                    "node not labelled {}: containerd loads the new handler on its next restart",
+                    kube::READY_LABEL
+                );
+            }
+            Ok(())
         }
         Cmd::Hold {
             common,
@@ -185,6 +252,8 @@ fn uninstall(common: Common, force: bool) -> Result<(), Error> {
     if !running.is_empty() && !force {
         return Err(Error::Io(format!("{} husk shim(s) still run (pids {running:?}): drain the node's husk pods first, or pass --force", running.len())));
     }
+    // First stop the scheduler from placing husk pods here.
+    common.set_ready_label(false)?;
     let text = std::fs::read_to_string(&common.config).unwrap_or_default();
     if !text.is_empty() {
         let mut doc = parse(&common.config, &text)?;
@@ -217,5 +286,5 @@ fn uninstall(common: Common, force: bool) -> Result<(), Error> {
             .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;
         println!("removed {}", bin.display());
     }
-    restart(common.restart)
+    restart(common.restart).map(drop)
 }
