@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 pub const BUSYBOX: &str = "docker.io/husk/busybox:latest";
 pub const SCRATCH: &str = "docker.io/husk/hello:latest";
 pub const PAUSE: &str = "docker.io/husk/pause:latest";
+/// busybox with `USER 1000`, `USER user` and `USER 1000:2000`.
+pub const USER_UID: &str = "docker.io/husk/user-uid:latest";
+pub const USER_NAME: &str = "docker.io/husk/user-name:latest";
+pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
+/// busybox plus /bin/euid, a setuid-root static program printing its effective uid.
+pub const SETUID: &str = "docker.io/husk/setuid:latest";
+/// A web server: busybox httpd serving /www on port 8080.
+pub const WEB: &str = "docker.io/husk/web:latest";
 /// The containerd namespace CRI works in.
 pub const CRI_NS: &str = "k8s.io";
 
@@ -40,6 +48,8 @@ pub struct TestBed {
     pub ns: String,
     /// The CNI bridge of this test bed's pod network.
     pub bridge: String,
+    /// The bridge's address on the host: the pods' gateway, a local address of the host.
+    pub gateway: String,
     pub dir: tempfile::TempDir,
     pub containerd: Option<Child>,
     pub containerd_bin: PathBuf,
@@ -109,7 +119,9 @@ state = "{d}/state"
         let ns = format!("husk-e2e-{}-{n}", std::process::id());
         // A bridge, a subnet and a network name of its own: test beds never share pod networks.
         let bridge = format!("hk{}x{n}", std::process::id() % 100_000);
-        let subnet = format!("10.{}.{}.0/24", 100 + n % 100, std::process::id() % 250);
+        let net = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
+        let subnet = format!("{net}.0/24");
+        let gateway = format!("{net}.1");
         let cni = dir.path().join("cni");
         std::fs::create_dir_all(&cni).unwrap();
         let conflist = serde_json::json!({
@@ -129,6 +141,7 @@ state = "{d}/state"
         let mut bed = TestBed {
             ns,
             bridge,
+            gateway,
             dir,
             containerd: None,
             containerd_bin,
@@ -261,6 +274,43 @@ state = "{d}/state"
                 crate::images::scratch_rootfs(&rootfs);
                 crate::images::ImageConfig {
                     cmd: vec!["/hello".into()],
+                    ..Default::default()
+                }
+            }
+            USER_UID | USER_NAME | USER_UID_GID => {
+                crate::images::busybox_rootfs(&rootfs);
+                let user = match name {
+                    USER_UID => "1000",
+                    USER_NAME => "user",
+                    _ => "1000:2000",
+                };
+                crate::images::ImageConfig {
+                    user: user.into(),
+                    ..Default::default()
+                }
+            }
+            SETUID => {
+                crate::images::busybox_rootfs(&rootfs);
+                crate::images::static_rootfs(&rootfs.join("bin"), "euid.c", "euid");
+                std::fs::set_permissions(
+                    rootfs.join("bin/euid"),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+                )
+                .unwrap();
+                crate::images::ImageConfig::default()
+            }
+            WEB => {
+                crate::images::busybox_rootfs(&rootfs);
+                std::fs::create_dir_all(rootfs.join("www")).unwrap();
+                std::fs::write(
+                    rootfs.join("www/index.html"),
+                    "hello from a husk web server\n",
+                )
+                .unwrap();
+                crate::images::ImageConfig {
+                    cmd: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+                        .map(String::from)
+                        .to_vec(),
                     ..Default::default()
                 }
             }

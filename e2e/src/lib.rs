@@ -5,5 +5,6 @@
 pub mod bed;
 pub mod cri;
 pub mod images;
+pub mod suite;
 
 pub use bed::TestBed;

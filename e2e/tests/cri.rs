@@ -2,33 +2,10 @@
 //! `husk` and on `runc` (the reference). Every scenario runs on both; a difference in what a
 //! user would see is a failure.
 
-use husk_e2e::bed::{TestBed, BUSYBOX};
+use husk_e2e::bed::BUSYBOX;
 use husk_e2e::cri::{v1 as cri, Cri};
+use husk_e2e::suite::{log_lines, on_both};
 use std::time::{Duration, Instant};
-
-const HANDLERS: [&str; 2] = ["runc", "husk"];
-
-/// Runs `scenario` on both handlers in one test bed and requires equal observations.
-fn on_both<T: PartialEq + std::fmt::Debug>(
-    images: &[&str],
-    scenario: impl Fn(&TestBed, &mut Cri, &str) -> T,
-) -> T {
-    let bed = TestBed::start();
-    let mut c = bed.cri(images);
-    let runc = scenario(&bed, &mut c, HANDLERS[0]);
-    let husk = scenario(&bed, &mut c, HANDLERS[1]);
-    assert_eq!(runc, husk, "runc (left) and husk (right) differ");
-    husk
-}
-
-fn log_lines(path: &std::path::Path) -> Vec<String> {
-    // CRI log format: "<RFC3339Nano> <stream> <P|F> <text>"; the timestamp varies, the rest must not.
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.split_once(' ').map(|x| x.1).unwrap_or("").to_string())
-        .collect()
-}
 
 #[test]
 fn pod_sandbox_lifecycle() {

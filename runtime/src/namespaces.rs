@@ -130,6 +130,26 @@ pub fn creates(plan: &[Action], kind: Kind) -> bool {
     plan.contains(&Action::Create(kind))
 }
 
+/// Whether the container gets a namespace of `kind` that is not the host's: a new one, or one
+/// joined by path that differs from this process's (CRI pods join the sandbox's netns, ipc and
+/// uts by path; namespaced sysctls are fine there, as in runc).
+pub fn isolated(plan: &[Action], kind: Kind) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    plan.iter().any(|a| match a {
+        Action::Create(k) => *k == kind,
+        Action::Join(k, path) => {
+            *k == kind && {
+                let id = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+                let own = format!("/proc/self/ns/{}", kind.proc_name());
+                match (id(path), id(std::path::Path::new(&own))) {
+                    (Ok(theirs), Ok(ours)) => theirs != ours,
+                    _ => false,
+                }
+            }
+        }
+    })
+}
+
 pub fn has(plan: &[Action], kind: Kind) -> bool {
     plan.iter().any(|a| match a {
         Action::Create(k) | Action::Join(k, _) => *k == kind,

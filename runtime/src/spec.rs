@@ -119,7 +119,7 @@ pub fn validate(spec: &Spec, plan: &[Action]) -> Result<()> {
         .flatten()
     {
         match crate::security::sysctl_namespace(k) {
-            Some(ns) if namespaces::creates(plan, ns) => {}
+            Some(ns) if namespaces::isolated(plan, ns) => {}
             Some(ns) => {
                 return Err(Error::spec(
                     format!("linux.sysctl.{k}"),

@@ -630,6 +630,16 @@ fn bad_input_gets_one_clear_message() {
             "vm.swappiness",
         ),
         (
+            "net sysctl in the host's netns",
+            Box::new(|b: &mut Bundle| {
+                let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "network");
+                ns.push(json!({"type": "network", "path": "/proc/self/ns/net"}));
+                b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "80"})
+            }),
+            "needs its own network namespace",
+        ),
+        (
             "missing binary",
             Box::new(|b: &mut Bundle| b.config["process"]["args"] = json!(["/bin/nope"])),
             "/bin/nope",
