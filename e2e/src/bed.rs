@@ -421,5 +421,14 @@ impl Drop for TestBed {
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        // ctr's containers get cgroupsPath /<namespace>/<id>; the runtime removes the leaf,
+        // the namespace's directory is the owner's to remove (as kubelet removes pod cgroups).
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&self.ns));
+        }
     }
 }

@@ -429,11 +429,13 @@ fn mount_cgroup(root: &Root, cx: &Context2, m: &Mount, o: &MountOptions) -> Resu
     Ok(())
 }
 
-/// pivot_root requires the new root's parent mount not to be shared.
+/// pivot_root refuses a shared new root or a shared parent of it. The mount holding the rootfs
+/// (containerd's overlay mounted at rootfs itself, or the filesystem around a plain directory)
+/// is made private; with rootfsPropagation "rshared" (a bidirectional CRI mount) it is shared.
 fn make_parent_private(rootfs: &Path) -> Result<()> {
     let info =
         std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
+    let parent = rootfs;
     let mut best: Option<(PathBuf, bool)> = None;
     for line in info.lines() {
         let f: Vec<&str> = line.split(' ').collect();
