@@ -5,6 +5,7 @@
 pub mod bed;
 pub mod cri;
 pub mod images;
+pub mod stream;
 pub mod suite;
 
 pub use bed::TestBed;
