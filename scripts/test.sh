@@ -18,10 +18,11 @@ echo "==> cargo test (unit, root integration, e2e through containerd)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
-echo "==> the shim suite again, on containerd 2.x"
+echo "==> the shim and CRI suites again, on containerd 2.x"
 ctd2=$(containerd2)
 "$ctd2" --version
-HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim 2>&1 | tee -a "$log"
+HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim --test cri --test cri_security \
+    --test cri_namespaces --test cri_storage --test cri_streaming -- --test-threads 4 2>&1 | tee -a "$log"
 echo "==> Helm chart, rendered by Helm's own engine (helm-python-sdk)"
 venv=/var/cache/husk/venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

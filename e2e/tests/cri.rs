@@ -289,3 +289,104 @@ fn update_container_resources_and_container_stats() {
     });
     assert_eq!(seen, ("67108864\n512\n".to_string(), true, true));
 }
+
+#[test]
+fn container_list_and_status_with_filters() {
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let pod_cfg = Cri::pod_config(
+            &format!("list-{handler}"),
+            &bed.dir.path().join(format!("logs-{handler}")),
+        );
+        let pod = c.run_pod(&pod_cfg, handler);
+        let mut ids = Vec::new();
+        for (name, cmd) in [("runs", "sleep 1000"), ("exits", "exit 0")] {
+            let mut cfg = Cri::container_config(name, BUSYBOX, &["sh", "-c", cmd]);
+            cfg.labels = [("role".to_string(), name.to_string())].into();
+            let id = c.create_container(&pod, &cfg, &pod_cfg).unwrap();
+            ids.push(id);
+        }
+        let created =
+            c.container_status(&ids[0]).state == cri::ContainerState::ContainerCreated as i32;
+        for id in &ids {
+            c.start_container(id).unwrap();
+        }
+        c.wait_exited(&ids[1]);
+        let list = |c: &mut Cri, filter: cri::ContainerFilter| {
+            let req = cri::ListContainersRequest {
+                filter: Some(filter),
+            };
+            let mut names: Vec<String> = c
+                .call(|mut r| async move { r.list_containers(req).await })
+                .expect("ListContainers")
+                .containers
+                .into_iter()
+                .map(|x| x.metadata.unwrap().name)
+                .collect();
+            names.sort();
+            names
+        };
+        let by_pod = list(
+            c,
+            cri::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            },
+        );
+        let running = list(
+            c,
+            cri::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
+                ..Default::default()
+            },
+        );
+        let labelled = list(
+            c,
+            cri::ContainerFilter {
+                label_selector: [("role".to_string(), "exits".to_string())].into(),
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            },
+        );
+        let st = c.container_status(&ids[0]);
+        let status = (
+            st.state == cri::ContainerState::ContainerRunning as i32,
+            st.started_at > 0,
+            st.finished_at,
+            st.labels.get("role").cloned(),
+            st.image.map(|i| i.image).unwrap_or_default().is_empty(),
+        );
+        c.stop_container(&ids[0], 0);
+        let stopped = c.container_status(&ids[0]);
+        for id in &ids {
+            c.remove_container(id);
+        }
+        let after = list(
+            c,
+            cri::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            },
+        );
+        c.stop_pod(&pod);
+        c.remove_pod(&pod);
+        (
+            created,
+            by_pod,
+            running,
+            labelled,
+            status,
+            (stopped.exit_code, stopped.reason),
+            after,
+        )
+    });
+    assert!(seen.0, "a created container reports CONTAINER_CREATED");
+    assert_eq!(seen.1, ["exits", "runs"]);
+    assert_eq!(seen.2, ["runs"]);
+    assert_eq!(seen.3, ["exits"]);
+    assert_eq!(seen.4, (true, true, 0, Some("runs".to_string()), false));
+    assert_eq!(seen.5, (137, "Error".to_string()));
+    assert!(seen.6.is_empty());
+}
