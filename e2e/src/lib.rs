@@ -5,6 +5,7 @@
 pub mod bed;
 pub mod cri;
 pub mod images;
+pub mod probe;
 pub mod stream;
 pub mod suite;
 

@@ -90,12 +90,12 @@ impl Runtime {
 
     fn exe(&self) -> Result<Exe<'_>> {
         if !self.cache_exe {
-            return Ok(Exe::Once(crate::selfexe::sealed_copy_of_self()?));
+            return Ok(Exe::Once(crate::selfexe::protected_self()?));
         }
         if let Some(fd) = self.exe.get() {
             return Ok(Exe::Cached(fd));
         }
-        let fd = crate::selfexe::sealed_copy_of_self()?;
+        let fd = crate::selfexe::protected_self()?;
         Ok(Exe::Cached(self.exe.get_or_init(|| fd)))
     }
 

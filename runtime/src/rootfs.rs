@@ -86,7 +86,7 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -> nix::Result<()> {
+pub(crate) fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,

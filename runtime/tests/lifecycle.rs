@@ -707,25 +707,40 @@ fn the_host_binary_is_unreachable_from_the_container() {
     let b = Bundle::sh("exec sleep 60");
     h.create(&b);
     let pid = h.state(&b.id)["pid"].as_i64().unwrap();
-    // While the init waits for start it is husk code; its exe must be a sealed memfd, not
-    // the binary on disk (CVE-2019-5736).
+    // While the init waits for start it is husk code. The attack: hold its exe, wait until
+    // nothing executes it any more, then reopen it for writing. It must not be the binary on
+    // disk, and the reopen must fail (read-only mount: EROFS; memfd fallback: seals, EPERM).
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(
-        exe.to_string_lossy().starts_with("/memfd:husk"),
-        "{}",
-        exe.display()
-    );
+    assert_ne!(exe, std::path::Path::new(husk_bin()), "{}", exe.display());
+    let held = nix::fcntl::open(
+        format!("/proc/{pid}/exe").as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let before = std::fs::read(husk_bin()).unwrap();
+    h.ok(&["delete", "--force", &b.id]);
+    let held_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    // Other tests may be executing husk right now (ETXTBSY then); the protection itself is the
+    // read-only mount under the handle, or the memfd's write seal.
+    let ro_mount = nix::sys::statvfs::statvfs(held_path.as_str())
+        .unwrap()
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    let sealed = exe.to_string_lossy().starts_with("/memfd:husk");
+    assert!(ro_mount || sealed, "{}", exe.display());
     let err = std::fs::OpenOptions::new()
         .write(true)
-        .open(format!("/proc/{pid}/exe"))
+        .open(&held_path)
         .unwrap_err();
     assert!(
         matches!(
             err.raw_os_error(),
-            Some(libc::EPERM) | Some(libc::ETXTBSY) | Some(libc::EACCES)
+            Some(libc::EROFS) | Some(libc::EPERM) | Some(libc::ETXTBSY)
         ),
         "{err}"
     );
+    assert!(std::fs::read(husk_bin()).unwrap() == before);
     // The on-disk binary's mode and content are unchanged (and it is not open for writing).
     let meta = std::fs::metadata(husk_bin()).unwrap();
     assert!(meta.permissions().mode() & 0o111 != 0);
@@ -775,6 +790,23 @@ fn user_namespace_with_id_mappings() {
     );
 }
 
+/// Runs `cmd` under script(1), a terminal of its own. Its stdin stays open (and silent) until
+/// the command ends: at EOF script types an end-of-file character into the terminal, which the
+/// container's terminal would echo.
+fn script(cmd: &str) -> std::process::Output {
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    out
+}
+
 #[test]
 fn foreground_terminal_without_console_socket_like_runc() {
     // `husk run` of a terminal spec proxies the pty to its own stdio (under script(1), which
@@ -791,11 +823,7 @@ fn foreground_terminal_without_console_socket_like_runc() {
         b.path().display(),
         b.id
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = script(&cmd);
     let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     assert_eq!(
         out.status.code(),
@@ -813,11 +841,7 @@ fn foreground_terminal_without_console_socket_like_runc() {
         h.root.path().display(),
         b2.id
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = script(&cmd);
     assert_eq!(
         out.status.code(),
         Some(6),

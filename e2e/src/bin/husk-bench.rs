@@ -140,21 +140,132 @@ fn start_sleeping_pod(
     Ok(pod)
 }
 
+/// Starts `pods` pods one after the other (density), then sums the shims' memory.
 fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Result<Value, String> {
     let mut made = Vec::new();
+    let t = Instant::now();
+    let mut result = Ok(());
     for i in 0..pods {
-        let pod = start_sleeping_pod(c, bed, handler, &format!("m-{handler}-{i}"))?;
-        made.push(pod);
+        match start_sleeping_pod(c, bed, handler, &format!("m-{handler}-{pods}-{i}")) {
+            Ok(pod) => made.push(pod),
+            Err(e) => {
+                result = Err(format!("pod {i} of {pods}: {e}"));
+                break;
+            }
+        }
     }
+    let secs = t.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     let (rss, pss, shims) = shim_memory(bed);
     for pod in made {
         c.stop_pod(&pod);
         c.remove_pod(&pod);
     }
-    Ok(
-        json!({"pods": pods, "shims": shims, "rss_kb_per_pod": rss as f64 / pods as f64, "pss_kb_per_pod": pss as f64 / pods as f64}),
-    )
+    result?;
+    Ok(json!({
+        "pods": pods, "shims": shims, "seconds_to_start": secs,
+        "rss_kb_per_pod": rss as f64 / pods as f64, "pss_kb_per_pod": pss as f64 / pods as f64
+    }))
+}
+
+/// CPU time (user+sys) and peak memory of a pod's shim and the runtime processes it starts,
+/// over one container's lifecycle (create, start, stop, remove) in a running pod: the shim is
+/// moved into a cgroup of its own first, so its children are charged there too.
+fn container_cost(
+    c: &mut Cri,
+    bed: &TestBed,
+    handler: &str,
+    i: usize,
+) -> Result<(f64, f64), String> {
+    let pod_cfg = Cri::pod_config(
+        &format!("cost-{handler}-{i}"),
+        &bed.dir.path().join("bench-logs"),
+    );
+    let pod = c.run_pod(&pod_cfg, handler);
+    let shim = husk_e2e::probe::shim_of(&bed.socket(), &pod)
+        .ok_or_else(|| format!("no shim process found for pod {pod}"))?;
+    let cg = husk_e2e::probe::ProbeCgroup::new(&format!(
+        "husk-bench-{}-{handler}-{i}",
+        std::process::id()
+    ))?;
+    let measured = (|| {
+        cg.adopt(shim)?;
+        let cpu0 = cg.cpu_ns()?;
+        cg.reset_peak()?;
+        let mem0 = cg.memory()?;
+        let cfg = Cri::container_config("app", BUSYBOX, &["sleep", "1000"]);
+        let id = c
+            .create_container(&pod, &cfg, &pod_cfg)
+            .map_err(|e| format!("CreateContainer: {}", e.message()))?;
+        c.start_container(&id)
+            .map_err(|e| format!("StartContainer: {}", e.message()))?;
+        let peak = cg.peak()?;
+        c.stop_container(&id, 0);
+        c.remove_container(&id);
+        let cpu1 = cg.cpu_ns()?;
+        Ok((
+            (cpu1 - cpu0) as f64 / 1e6,
+            peak.saturating_sub(mem0) as f64 / 1024.0,
+        ))
+    })();
+    cg.release(shim);
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
+    measured
+}
+
+/// MB/s of container stdout reaching the CRI log file: `bytes` bytes in 1 KiB lines, timed from
+/// StartContainer to the container's exit; the log's byte count must be exact.
+fn log_throughput(c: &mut Cri, bed: &TestBed, handler: &str, bytes: usize) -> Result<f64, String> {
+    let logs = bed.dir.path().join(format!("bench-logs-{handler}"));
+    let pod_cfg = Cri::pod_config(&format!("log-{handler}"), &logs);
+    let pod = c.run_pod(&pod_cfg, handler);
+    let script = format!("head -c {bytes} /dev/zero | tr '\\0' a | fold -w 1023");
+    let cfg = Cri::container_config("writer", BUSYBOX, &["sh", "-c", &script]);
+    let id = c
+        .create_container(&pod, &cfg, &pod_cfg)
+        .map_err(|e| format!("CreateContainer: {}", e.message()))?;
+    let t = Instant::now();
+    c.start_container(&id)
+        .map_err(|e| format!("StartContainer: {}", e.message()))?;
+    let st = c.wait_exited(&id);
+    let secs = t.elapsed().as_secs_f64();
+    let path = logs.join("writer.log");
+    // Count the payload: every stdout line's text after "<time> stdout <P|F> ".
+    let count = || -> (usize, usize) {
+        let data = std::fs::read(&path).unwrap_or_default();
+        let (mut payload, mut lines) = (0, 0);
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut f = line.splitn(4, |b| *b == b' ');
+            let (_, stream, _, text) = (f.next(), f.next(), f.next(), f.next().unwrap_or(&[]));
+            if stream == Some(b"stdout".as_slice()) {
+                payload += text.iter().filter(|b| **b == b'a').count();
+                lines += 1;
+            }
+        }
+        (payload, lines)
+    };
+    let mut got = count();
+    let settle = Instant::now();
+    while got.0 < bytes && settle.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        got = count();
+    }
+    c.remove_container(&id);
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
+    if st.exit_code != 0 {
+        return Err(format!("log writer exited {}", st.exit_code));
+    }
+    if got.0 != bytes || got.1 != bytes.div_ceil(1023) {
+        return Err(format!(
+            "log holds {} of {bytes} bytes in {} lines ({} lost)",
+            got.0,
+            got.1,
+            bytes as i64 - got.0 as i64
+        ));
+    }
+    Ok(bytes as f64 / 1e6 / secs)
 }
 
 /// Pods started per second with `workers` clients in parallel, each starting `per_worker` pods
@@ -304,13 +415,43 @@ fn main() {
         .copied()
         .filter(|h| !failures.contains_key(*h))
         .collect();
-    for h in live {
-        for pods in [1usize, 10] {
+    let levels: &[usize] = if iterations >= 20 {
+        &[1, 10, 50, 100]
+    } else {
+        &[1, 3]
+    };
+    for &h in &live {
+        for &pods in levels {
             match memory_per_pod(&mut c, &bed, h, pods) {
                 Ok(v) => memory[h][pods.to_string()] = v,
                 Err(e) => {
                     failures.insert(format!("{h} memory"), e);
                 }
+            }
+        }
+    }
+    // Cost of one container lifecycle, interleaved.
+    let mut cost = Samples::default();
+    for it in 0..(iterations / 5).max(2) {
+        for &h in &live {
+            match container_cost(&mut c, &bed, h, it) {
+                Ok((cpu_ms, peak_kb)) => {
+                    cost.add(h, "CPU ms, shim+runtime, per container lifecycle", cpu_ms);
+                    cost.add(h, "peak kB, shim+runtime, creating a container", peak_kb);
+                }
+                Err(e) => {
+                    failures.insert(format!("{h} cost"), e);
+                }
+            }
+        }
+    }
+    let log_bytes = if iterations >= 20 { 64 << 20 } else { 4 << 20 };
+    let mut logs = json!({});
+    for &h in &live {
+        match log_throughput(&mut c, &bed, h, log_bytes) {
+            Ok(v) => logs[h] = json!({"bytes": log_bytes, "mb_per_s": v, "lost_bytes": 0}),
+            Err(e) => {
+                failures.insert(format!("{h} log throughput"), e);
             }
         }
     }
@@ -377,17 +518,42 @@ fn main() {
             );
         }
     }
-    println!("\nshim memory per pod (kB):");
+    println!("\nshim memory per pod (kB), pods started one after the other:");
     for h in HANDLERS {
-        for pods in ["1", "10"] {
-            if let Some(m) = memory.get(h).and_then(|m| m.get(pods)) {
+        for pods in levels {
+            if let Some(m) = memory.get(h).and_then(|m| m.get(pods.to_string())) {
                 println!(
-                    "  {h:<5} {pods:>3} pods: RSS {:>8.0}  PSS {:>8.0}  ({} shim processes)",
+                    "  {h:<5} {pods:>3} pods: RSS {:>8.0}  PSS {:>8.0}  ({} shim processes, {:.1} s to start them)",
                     m["rss_kb_per_pod"].as_f64().unwrap(),
                     m["pss_kb_per_pod"].as_f64().unwrap(),
-                    m["shims"]
+                    m["shims"],
+                    m["seconds_to_start"].as_f64().unwrap(),
                 );
             }
+        }
+    }
+    let mut cost_json = json!({});
+    println!("\ncost of one container (shim + runtime processes, from a cgroup of their own):");
+    for ((what, h), v) in &cost.0 {
+        let st = stats(v);
+        println!(
+            "  {what:<46} {h:<5} min {:>8.1}  p50 {:>8.1}  p95 {:>8.1}",
+            st["min"].as_f64().unwrap(),
+            st["p50"].as_f64().unwrap(),
+            st["p95"].as_f64().unwrap()
+        );
+        cost_json[what][h] = st;
+    }
+    println!(
+        "\nlog throughput ({} MiB of stdout to the CRI log, byte count checked):",
+        log_bytes >> 20
+    );
+    for h in HANDLERS {
+        if let Some(v) = logs.get(h) {
+            println!(
+                "  {h:<5} {:>8.1} MB/s, 0 bytes lost",
+                v["mb_per_s"].as_f64().unwrap()
+            );
         }
     }
     println!("\npods started per second (sandbox + running container, {per_worker} per worker):");
@@ -408,7 +574,7 @@ fn main() {
     for (k, v) in &failures {
         println!("FAILED {k}: {v}");
     }
-    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "failures": failures});
+    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "failures": failures});
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_vec_pretty(&report).unwrap(),
