@@ -111,6 +111,10 @@ state = "{d}/state"
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
   BinaryName = "/usr/bin/crun"
+# containerd 2.x enables NRI on a fixed host path; a socket of the bed's own keeps parallel beds
+# (and a stale socket a killed containerd left behind) from colliding. 1.6 ignores the section.
+[plugins."io.containerd.nri.v1.nri"]
+  socket_path = "{d}/nri.sock"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
