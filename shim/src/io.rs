@@ -5,8 +5,9 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 fn set_nonblock(fd: &impl AsRawFd) {
     // SAFETY: fcntl on a valid fd.
@@ -106,7 +107,7 @@ async fn read_some(src: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<us
 async fn write_all(dst: &Dst, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let n = match dst {
-            Dst::Async(a) => {
+            Dst::Async(a) | Dst::Fifo(a) => {
                 let mut g = a.writable().await?;
                 match g.try_io(|fd| {
                     nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)
@@ -124,30 +125,82 @@ async fn write_all(dst: &Dst, mut data: &[u8]) -> std::io::Result<()> {
 
 enum Dst {
     Async(AsyncFd<OwnedFd>),
+    /// A FIFO: polled like any pipe, and waited on until its reader took everything.
+    Fifo(AsyncFd<OwnedFd>),
     /// Regular files cannot be polled; writes to them do not block for long.
     Blocking(OwnedFd),
 }
 
 fn dst_of(fd: OwnedFd) -> std::io::Result<Dst> {
     set_nonblock(&fd);
-    let is_reg = nix::sys::stat::fstat(fd.as_fd())
-        .map(|s| (s.st_mode & libc::S_IFMT) == libc::S_IFREG)
-        .unwrap_or(false);
-    if is_reg {
-        return Ok(Dst::Blocking(fd));
-    }
-    Ok(Dst::Async(crate::io::async_fd(fd)?))
+    let kind = nix::sys::stat::fstat(fd.as_fd())
+        .map(|s| s.st_mode & libc::S_IFMT)
+        .unwrap_or(0);
+    Ok(match kind {
+        libc::S_IFREG => Dst::Blocking(fd),
+        libc::S_IFIFO => Dst::Fifo(crate::io::async_fd(fd)?),
+        _ => Dst::Async(crate::io::async_fd(fd)?),
+    })
 }
 
-/// Copies `src` to every destination until EOF (or EIO from a pty whose slave closed).
-pub fn spawn_copy(src: OwnedFd, dsts: Vec<OwnedFd>) -> JoinHandle<u64> {
+/// How long output may stall (nothing read from the container, nothing taken from a FIFO by
+/// its reader) before the shim stops holding a process's exit back for it: a background
+/// process can keep a pipe open forever, and a reader can go away.
+pub const FLUSH_IDLE: Duration = Duration::from_secs(2);
+
+/// A running copy of one output stream (the task runs detached: a copy that stalls past
+/// `FLUSH_IDLE` still delivers whatever comes later).
+pub struct Copier {
+    /// Ticks whenever output moves; closed once the copy is over (source at EOF, and every
+    /// FIFO emptied by its reader).
+    pub progress: watch::Receiver<u64>,
+}
+
+/// Bytes written into a pipe or FIFO that its reader has not taken yet.
+fn unread(fd: &impl AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD stores an int through a valid pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return 0;
+    }
+    n.max(0) as usize
+}
+
+/// Waits until the reader of `fifo` has taken everything written into it, or stalls.
+async fn wait_taken(fifo: &impl AsRawFd, progress: &watch::Sender<u64>) {
+    let (mut last, mut since) = (usize::MAX, Instant::now());
+    loop {
+        let n = unread(fifo);
+        if n == 0 {
+            return;
+        }
+        if n < last {
+            (last, since) = (n, Instant::now());
+            progress.send_modify(|v| *v += 1);
+        } else if since.elapsed() >= FLUSH_IDLE {
+            tracing::warn!(
+                unread = n,
+                "FIFO reader stalled; closing with output unread"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Copies `src` to every destination until EOF (or EIO from a pty whose slave closed), then
+/// waits for FIFO readers to take the rest before closing them. containerd 1.6's CRI closes
+/// its end of the FIFOs soon after it sees the exit, so output still queued in a FIFO then is
+/// lost (with runc too); the exit is reported only after this copy is over (see `flushed`).
+pub fn spawn_copy(src: OwnedFd, dsts: Vec<OwnedFd>) -> Copier {
+    let (tx, progress) = watch::channel(0u64);
     tokio::spawn(async move {
         set_nonblock(&src);
         let src = match crate::io::async_fd(src) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "stdio source");
-                return 0;
+                return;
             }
         };
         let dsts: Vec<Dst> = dsts.into_iter().filter_map(|d| dst_of(d).ok()).collect();
@@ -169,9 +222,28 @@ pub fn spawn_copy(src: OwnedFd, dsts: Vec<OwnedFd>) -> JoinHandle<u64> {
                 }
             }
             total += n as u64;
+            tx.send_replace(total);
         }
-        total
-    })
+        for d in &dsts {
+            if let Dst::Fifo(f) = d {
+                wait_taken(f.get_ref(), &tx).await;
+            }
+        }
+    });
+    Copier { progress }
+}
+
+/// Resolves when every copy is over, or when output has stalled for `FLUSH_IDLE`.
+pub async fn flushed(mut progress: Vec<watch::Receiver<u64>>) {
+    for rx in &mut progress {
+        loop {
+            match tokio::time::timeout(FLUSH_IDLE, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_closed)) => break,
+                Err(_stalled) => return,
+            }
+        }
+    }
 }
 
 /// One process's stdio, as the shim holds it.
@@ -183,7 +255,14 @@ pub struct ProcessIo {
     pub stderr: Option<OwnedFd>,
     /// The shim's write end of the container's stdin (dropped by CloseIO).
     pub stdin_writer: std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>,
-    pub copiers: Vec<JoinHandle<u64>>,
+    pub copiers: Vec<Copier>,
+}
+
+impl ProcessIo {
+    /// Progress of this process's output copies, to hold its exit back until they are over.
+    pub fn progress(&self) -> Vec<watch::Receiver<u64>> {
+        self.copiers.iter().map(|c| c.progress.clone()).collect()
+    }
 }
 
 /// Sets up pipes and copiers for the non-terminal case.
@@ -422,7 +501,7 @@ mod tests {
     async fn fast_writer_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.log");
-        let io = setup(
+        let mut io = setup(
             "",
             &format!("file://{}", out.display()),
             "",
@@ -432,7 +511,7 @@ mod tests {
             },
         )
         .unwrap();
-        let w = io.stdout.unwrap();
+        let w = io.stdout.take().unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let d2 = data.clone();
         let writer = std::thread::spawn(move || {
@@ -440,12 +519,51 @@ mod tests {
             std::io::Write::write_all(&mut f, &d2).unwrap();
         });
         // The copier runs on this thread while the writer fills the pipe from another.
-        let mut total = 0;
-        for c in io.copiers {
-            total += c.await.unwrap();
-        }
+        let progress = io.progress();
+        flushed(progress.clone()).await;
         writer.join().unwrap();
-        assert_eq!(total, data.len() as u64);
+        assert_eq!(*progress[0].borrow(), data.len() as u64);
         assert_eq!(std::fs::read(&out).unwrap(), data);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn copy_is_over_only_once_the_fifo_reader_took_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        const N: usize = 32 << 10; // fits in the FIFO: only the reader can hold the copy up
+        const READER_LATE: Duration = Duration::from_millis(500);
+        let path = fifo.clone();
+        // containerd's side: opens at once, starts reading late, reads until EOF.
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::open(path).unwrap();
+            std::thread::sleep(READER_LATE);
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+            got.len()
+        });
+        let mut io = setup(
+            "",
+            fifo.to_str().unwrap(),
+            "",
+            &Owner {
+                id: "c".into(),
+                namespace: "n".into(),
+            },
+        )
+        .unwrap();
+        let w = io.stdout.take().unwrap();
+        let t = Instant::now();
+        // The process writes and exits; its output waits in the FIFO.
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            std::io::Write::write_all(&mut f, &vec![b'x'; N]).unwrap();
+        });
+        flushed(io.progress()).await;
+        assert!(
+            t.elapsed() >= READER_LATE,
+            "the copy was over before the reader took anything"
+        );
+        assert_eq!(reader.join().unwrap(), N);
     }
 }

@@ -51,33 +51,44 @@ pub fn watch_pid(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Waits for the process behind `pidfd` to exit and reaps it: its exit status.
-pub async fn wait(pid: i32, pidfd: OwnedFd) -> u32 {
+/// Waits for the process behind `pidfd` to exit, runs `before_reap` while it is a zombie (its
+/// pid stays taken, so signals sent meanwhile cannot reach a stranger), then reaps it: its
+/// exit status.
+pub async fn wait(
+    pid: i32,
+    pidfd: OwnedFd,
+    before_reap: impl std::future::Future<Output = ()>,
+) -> u32 {
     let status = match crate::io::async_fd(pidfd) {
-        Ok(afd) => loop {
-            let mut guard = match afd.readable().await {
-                Ok(g) => g,
-                Err(_) => break 255,
+        Ok(afd) => {
+            let exited = loop {
+                let mut guard = match afd.readable().await {
+                    Ok(g) => g,
+                    Err(_) => break false,
+                };
+                match waitid(&afd, libc::WNOWAIT) {
+                    Ok(Some(_)) => break true,
+                    Ok(None) => guard.clear_ready(),
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "waitid");
+                        break false;
+                    }
+                }
             };
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: waitid on our own pidfd with a zeroed siginfo.
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PIDFD,
-                    afd.get_ref().as_raw_fd() as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG,
-                )
-            };
-            if r == 0 && unsafe { info.si_pid() } != 0 {
-                break decode(&info);
+            if exited {
+                before_reap.await;
+                match waitid(&afd, 0) {
+                    Ok(Some(status)) => status,
+                    Ok(None) => 255,
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "waitid");
+                        255
+                    }
+                }
+            } else {
+                255
             }
-            if r < 0 {
-                tracing::warn!(pid, error = %std::io::Error::last_os_error(), "waitid");
-                break 255;
-            }
-            guard.clear_ready();
-        },
+        }
         Err(e) => {
             tracing::warn!(pid, error = %e, "pidfd poll");
             255
@@ -87,6 +98,29 @@ pub async fn wait(pid: i32, pidfd: OwnedFd) -> u32 {
         w.remove(&pid);
     }
     status
+}
+
+/// The exit status of the process behind `pidfd` if it has exited (`WNOWAIT` leaves it a
+/// zombie).
+fn waitid(pidfd: &impl AsRawFd, flags: libc::c_int) -> std::io::Result<Option<u32>> {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own pidfd with a zeroed siginfo.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | flags,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is set by waitid (zero when nothing has exited yet).
+    if unsafe { info.si_pid() } == 0 {
+        return Ok(None);
+    }
+    Ok(Some(decode(&info)))
 }
 
 fn children() -> Vec<i32> {

@@ -179,16 +179,31 @@ fn publish_emits(events: &Publisher, ctr: &mut Ctr, emits: Vec<Emit>) {
     }
 }
 
-/// Waits for a process's exit and feeds it through the state machine.
+/// Waits for a process's exit and feeds it through the state machine. The exit is reported
+/// (and the zombie reaped, so its pid cannot be reused meanwhile) only once the process's
+/// output has reached containerd: see `io::spawn_copy`.
 fn spawn_exit_watch(
     events: Publisher,
     ctr: Arc<Mutex<Ctr>>,
     exec_id: String,
     pid: i32,
     pidfd: OwnedFd,
+    output: Vec<watch::Receiver<u64>>,
 ) {
     tokio::spawn(async move {
-        let code = crate::reaper::wait(pid, pidfd).await;
+        let is_init = exec_id.is_empty();
+        let before_reap = async {
+            {
+                let c = ctr.lock().unwrap();
+                if is_init && !c.container.persisted().new_pid_ns {
+                    // No pid namespace of its own: nothing else kills the rest when init
+                    // dies, and the rest may hold its output pipes open.
+                    let _ = c.container.kill(Signal::SIGKILL, true);
+                }
+            }
+            crate::io::flushed(output).await;
+        };
+        let code = crate::reaper::wait(pid, pidfd, before_reap).await;
         let exit = Exit {
             pid: pid as u32,
             status: code,
@@ -196,13 +211,9 @@ fn spawn_exit_watch(
         };
         let mut c = ctr.lock().unwrap();
         tracing::info!(id = %c.id, exec_id = %exec_id, pid, status = code, "process exited");
-        let emits = if exec_id.is_empty() {
+        let emits = if is_init {
             c.init.state = c.init.state.exit(exit);
             let _ = c.init.exit.send_replace(Some(exit));
-            if !c.container.persisted().new_pid_ns {
-                // No pid namespace of its own: nothing else kills the rest when init dies.
-                let _ = c.container.kill(Signal::SIGKILL, true);
-            }
             c.gate.init_exited(exit)
         } else {
             let Some(p) = c.execs.get_mut(&exec_id) else {
@@ -263,10 +274,10 @@ fn task_status(s: ProcState, paused: bool) -> api::Status {
 
 async fn drain(io: Option<ProcessIo>) {
     if let Some(io) = io {
-        // Output already in the pipes is copied before the process is reported deleted.
-        for c in io.copiers {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), c).await;
-        }
+        // Output already in the pipes is copied before the process is reported deleted (the
+        // exit already waited for it, so this is normally immediate). A stalled copy keeps
+        // running on its own; Delete must answer within containerd's deadline.
+        crate::io::flushed(io.progress()).await;
     }
 }
 
@@ -364,6 +375,7 @@ impl Task for Service {
             init.console = Some(master);
             io = tio;
         }
+        let output = io.progress();
         init.io = Some(io);
         let cgroup_paths = container.persisted().cgroup.clone();
         let ctr = Arc::new(Mutex::new(Ctr {
@@ -409,7 +421,7 @@ impl Task for Service {
         }) {
             tracing::warn!(id = %req.id, error = %e, "OOM notifications unavailable");
         }
-        spawn_exit_watch(self.events.clone(), ctr, String::new(), pid, pidfd);
+        spawn_exit_watch(self.events.clone(), ctr, String::new(), pid, pidfd, output);
         Ok(api::CreateTaskResponse {
             pid: pid as u32,
             ..Default::default()
@@ -540,6 +552,7 @@ impl Task for Service {
                 p.console = Some(master);
             }
         }
+        let output = io.progress();
         {
             let mut c = ctr.lock().unwrap();
             if let Some(p) = c.execs.get_mut(&req.exec_id) {
@@ -549,7 +562,14 @@ impl Task for Service {
             let emits = c.gate.exec_started(&req.exec_id, pid as u32);
             self.publish_emits(&mut c, emits);
         }
-        spawn_exit_watch(self.events.clone(), ctr, req.exec_id.clone(), pid, pidfd);
+        spawn_exit_watch(
+            self.events.clone(),
+            ctr,
+            req.exec_id.clone(),
+            pid,
+            pidfd,
+            output,
+        );
         Ok(api::StartResponse {
             pid: pid as u32,
             ..Default::default()
