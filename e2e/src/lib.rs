@@ -6,6 +6,7 @@ pub mod bed;
 pub mod cri;
 pub mod images;
 pub mod probe;
+pub mod profile;
 pub mod stream;
 pub mod suite;
 

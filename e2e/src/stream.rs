@@ -67,7 +67,13 @@ pub fn stream(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Result<Strea
                     _ => {}
                 }
             }
-            Ok(Message::Close(_)) => {}
+            Ok(Message::Close(_)) => {
+                // The server's close ends the stream (RFC 6455 §1.4): answer it and stop
+                // reading; what a server writes after its close frame is not part of it
+                // (containerd 2.x's streaming server sometimes does).
+                let _ = ws.flush();
+                return Ok(out);
+            }
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return Ok(out)

@@ -393,6 +393,15 @@ fn main() {
             }
         }
     }
+    // Where pod start time goes, from containerd's debug log of the iterations above.
+    let log = bed.log();
+    let mut profile = json!({});
+    for h in HANDLERS {
+        let pods: Vec<String> = (0..iterations).map(|i| format!("b-{h}-{i}")).collect();
+        for (phase, v) in husk_e2e::profile::pod_start_phases(&log, &pods) {
+            profile[phase][h] = stats(&v);
+        }
+    }
     for it in 0..iterations {
         let live: Vec<&str> = HANDLERS
             .iter()
@@ -525,6 +534,18 @@ fn main() {
             );
         }
     }
+    println!("\nwhere pod start goes (p50 ms per phase, from containerd's debug log):");
+    if let Some(phases) = profile.as_object() {
+        for (phase, v) in phases {
+            let p50 = |h: &str| {
+                v.get(h)
+                    .and_then(|s| s["p50"].as_f64())
+                    .map(|x| format!("{x:>8.1}"))
+                    .unwrap_or_else(|| format!("{:>8}", "-"))
+            };
+            println!("  {phase:<72} husk {}  runc {}", p50("husk"), p50("runc"));
+        }
+    }
     println!("\nshim memory per pod (kB), pods started one after the other:");
     for h in HANDLERS {
         for pods in levels {
@@ -582,57 +603,84 @@ fn main() {
     for (k, v) in &failures {
         println!("FAILED {k}: {v}");
     }
-    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "failures": failures});
+    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "pod_start_profile": profile, "failures": failures});
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_vec_pretty(&report).unwrap(),
     )
     .unwrap();
     std::fs::write(out_dir.join("p50.svg"), svg(&latency)).unwrap();
+    std::fs::write(out_dir.join("memory.svg"), memory_svg(&memory, levels)).unwrap();
     println!(
-        "\nwrote {} and {}",
-        out_dir.join("results.json").display(),
-        out_dir.join("p50.svg").display()
+        "\nwrote results.json, p50.svg and memory.svg in {}",
+        out_dir.display()
     );
 }
 
 /// A grouped bar chart of p50 latency per measurement and runtime.
 fn svg(latency: &Value) -> String {
-    let colors = [
-        ("husk", "#2a9d8f"),
-        ("runc", "#e76f51"),
-        ("crun", "#8d99ae"),
-    ];
-    let rows: Vec<(&String, &Value)> = latency
+    let rows: Vec<(String, Vec<Option<f64>>)> = latency
         .as_object()
-        .map(|o| o.iter().collect())
+        .map(|o| {
+            o.iter()
+                .map(|(name, v)| {
+                    let p50 = |h: &str| v.get(h).and_then(|s| s["p50"].as_f64());
+                    (name.clone(), HANDLERS.iter().map(|h| p50(h)).collect())
+                })
+                .collect()
+        })
         .unwrap_or_default();
+    bar_chart("p50 latency (ms), lower is better", &rows)
+}
+
+/// Shim memory per pod (PSS and RSS) at each number of running pods.
+fn memory_svg(memory: &Value, levels: &[usize]) -> String {
+    let mut rows = Vec::new();
+    for (key, label) in [("pss_kb_per_pod", "PSS"), ("rss_kb_per_pod", "RSS")] {
+        for pods in levels {
+            let get = |h: &str| {
+                memory
+                    .get(h)
+                    .and_then(|m| m.get(pods.to_string()))
+                    .and_then(|m| m[key].as_f64())
+            };
+            rows.push((
+                format!("{label}, {pods} pods"),
+                HANDLERS.iter().map(|h| get(h)).collect(),
+            ));
+        }
+    }
+    bar_chart("shim memory per pod (kB), lower is better", &rows)
+}
+
+/// Horizontal grouped bars: one group per row, one bar per handler (in `HANDLERS` order).
+fn bar_chart(title: &str, rows: &[(String, Vec<Option<f64>>)]) -> String {
+    let colors = ["#2a9d8f", "#e76f51", "#8d99ae"];
     let max = rows
         .iter()
-        .flat_map(|(_, v)| {
-            colors
-                .iter()
-                .filter_map(|(h, _)| v.get(*h).and_then(|s| s["p50"].as_f64()))
-        })
+        .flat_map(|(_, v)| v.iter().flatten().copied())
         .fold(1.0f64, f64::max);
     let (left, bar_h, gap, width) = (250.0, 12.0, 10.0, 520.0);
-    let height = 40.0 + rows.len() as f64 * (3.0 * bar_h + gap);
+    let group = HANDLERS.len() as f64 * bar_h + gap;
+    let height = 40.0 + rows.len() as f64 * group;
     let mut out = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
         left + width + 80.0
     );
-    out.push_str(r#"<text x="10" y="18" font-size="13">p50 latency (ms), lower is better</text>"#);
-    for (i, (h, c)) in colors.iter().enumerate() {
+    out.push_str(&format!(
+        r#"<text x="10" y="18" font-size="13">{title}</text>"#
+    ));
+    for (i, (h, c)) in HANDLERS.iter().zip(colors).enumerate() {
         out.push_str(&format!(r#"<rect x="{}" y="8" width="10" height="10" fill="{c}"/><text x="{}" y="17">{h}</text>"#, 320.0 + i as f64 * 70.0, 334.0 + i as f64 * 70.0));
     }
-    for (r, (name, v)) in rows.iter().enumerate() {
-        let y0 = 30.0 + r as f64 * (3.0 * bar_h + gap);
+    for (r, (name, values)) in rows.iter().enumerate() {
+        let y0 = 30.0 + r as f64 * group;
         out.push_str(&format!(
             r#"<text x="10" y="{}">{name}</text>"#,
             y0 + 1.6 * bar_h
         ));
-        for (k, (h, c)) in colors.iter().enumerate() {
-            if let Some(p) = v.get(*h).and_then(|s| s["p50"].as_f64()) {
+        for (k, (v, c)) in values.iter().zip(colors).enumerate() {
+            if let Some(p) = v {
                 let w = p / max * width;
                 let y = y0 + k as f64 * bar_h;
                 out.push_str(&format!(r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{c}"/><text x="{}" y="{}">{p:.1}</text>"#, bar_h - 2.0, left + w + 4.0, y + bar_h - 3.0));
