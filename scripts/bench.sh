@@ -3,8 +3,7 @@
 # containerd, interleaved. Writes bench-results/results.json and bench-results/p50.svg.
 source "$(dirname "$0")/lib.sh"
 need_root
-ensure_packages
+ensure_packages   # includes crun
 ensure_rust
-PKGS=(crun) ensure_packages
 build_release
 exec "$HUSK_SRC/target/release/husk-bench" --iterations "${ITERATIONS:-100}" --out "$HUSK_SRC/bench-results" "$@"
