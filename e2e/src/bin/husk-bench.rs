@@ -350,23 +350,33 @@ fn ctr_run(
 }
 
 fn main() {
+    const USAGE: &str = "usage: husk-bench [--iterations N (default 100)] [--out DIR (default bench-results)]\n\
+         Starts a private containerd (the test bed, needs root) and measures husk against runc and crun.";
     let mut iterations = 100usize;
     let mut out_dir = std::path::PathBuf::from("bench-results");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
+    let mut args = std::env::args().skip(1);
+    let usage_error = |msg: String| -> ! {
+        eprintln!("husk-bench: {msg}\n{USAGE}");
+        std::process::exit(2)
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
             "--iterations" => {
-                iterations = args[i + 1].parse().expect("--iterations N");
-                i += 1;
+                iterations = match args.next().map(|v| v.parse::<usize>()) {
+                    Some(Ok(n)) if n > 0 => n,
+                    _ => usage_error("--iterations needs a positive number".into()),
+                }
             }
-            "--out" => {
-                out_dir = args[i + 1].clone().into();
-                i += 1;
+            "--out" => match args.next() {
+                Some(d) => out_dir = d.into(),
+                None => usage_error("--out needs a directory".into()),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
             }
-            other => panic!("unknown argument {other}"),
+            other => usage_error(format!("unknown argument {other:?}")),
         }
-        i += 1;
     }
     std::fs::create_dir_all(&out_dir).unwrap();
     let bed = TestBed::start();

@@ -7,6 +7,16 @@ use husk_e2e::bed::{TestBed, BUSYBOX, SCRATCH};
 use husk_e2e::cri::Cri;
 
 fn main() {
+    if let Some(a) = std::env::args().nth(1) {
+        // It takes no options; say what it does rather than start a containerd by surprise.
+        eprintln!(
+            "usage: husk-demo (no arguments; needs root)\n\
+             Starts a private containerd with runtime handler `husk`, runs a pod with an OS-less\n\
+             scratch container and a busybox container, prints what each holds, its output and\n\
+             exit code, then tears everything down."
+        );
+        std::process::exit(if a == "-h" || a == "--help" { 0 } else { 2 });
+    }
     let bed = TestBed::start();
     println!(
         "containerd is up on {} with runtime handler `husk` -> io.containerd.husk.v2 ({})",
