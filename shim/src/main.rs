@@ -11,6 +11,7 @@ mod metrics;
 mod mount;
 mod oom;
 mod reaper;
+mod residency;
 mod service;
 
 use containerd_shim_protos::shim_async::create_task;
@@ -93,10 +94,16 @@ fn serve(args: args::Args) -> Result<(), String> {
     }
     init_logging(args.debug);
     reaper::set_subreaper().map_err(|e| format!("subreaper: {e}"))?;
+    // One malloc arena: the shim is a single-threaded runtime; a blocking-pool thread would
+    // otherwise leave a second arena of its own resident for the pod's lifetime.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // A container writing to a closed FIFO must not kill the shim.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Blocking threads (create, start, exec) come in bursts per pod; an idle one would
+        // hold its stack and the code of its exit path resident for 10 s after each burst.
+        .thread_keep_alive(residency::QUIET / 2)
         .build()
         .map_err(|e| format!("tokio: {e}"))?;
     rt.block_on(async move {
@@ -127,6 +134,8 @@ fn serve(args: args::Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("ttrpc server: {e}"))?;
         tracing::info!(namespace = %args.namespace, id = %args.id, "husk shim serving");
+        residency::spawn_trimmer();
+        residency::touch();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| e.to_string())?;
         tokio::select! {

@@ -289,6 +289,7 @@ impl Task for Service {
         req: api::CreateTaskRequest,
     ) -> TResult<api::CreateTaskResponse> {
         tracing::info!(id = %req.id, bundle = %req.bundle, "create");
+        crate::residency::touch();
         if self.containers.lock().unwrap().contains_key(&req.id) {
             return Err(status(
                 Code::ALREADY_EXISTS,
@@ -434,6 +435,7 @@ impl Task for Service {
         req: api::StartRequest,
     ) -> TResult<api::StartResponse> {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, "start");
+        crate::residency::touch();
         let ctr = self.get(&req.id)?;
         if req.exec_id.is_empty() {
             {
@@ -616,6 +618,7 @@ impl Task for Service {
         req: api::DeleteRequest,
     ) -> TResult<api::DeleteResponse> {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, "delete");
+        crate::residency::touch();
         let ctr = self.get(&req.id)?;
         if !req.exec_id.is_empty() {
             let p = {
@@ -777,6 +780,7 @@ impl Task for Service {
 
     async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TResult<api::Empty> {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, "exec");
+        crate::residency::touch();
         let ctr = self.get(&req.id)?;
         let spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
             .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec spec: {e}")))?;

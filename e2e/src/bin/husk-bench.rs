@@ -155,7 +155,13 @@ fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Res
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(300));
+    // Measured as a node sees its pods between kubelet's polls: once every container's stats
+    // were read (that code is part of a shim's working set) and the shims have settled.
+    let _ = c.call(|mut r| async move {
+        r.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await
+    });
+    std::thread::sleep(Duration::from_secs(3));
     let (rss, pss, shims) = shim_memory(bed);
     for pod in made {
         c.stop_pod(&pod);
