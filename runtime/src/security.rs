@@ -64,11 +64,32 @@ pub fn apply_caps(c: Option<&LinuxCapabilities>) -> Result<()> {
     set(CapSet::Effective, &e, "effective")?;
     set(CapSet::Inheritable, &i, "inheritable")?;
     caps::clear(None, CapSet::Ambient).ok();
-    for cap in a {
+    for cap in raisable_ambient(&a, &p, &i) {
         caps::raise(None, CapSet::Ambient, cap)
             .map_err(|err| Error::Init(format!("raise ambient {cap}: {err}")))?;
     }
     Ok(())
+}
+
+/// The ambient capabilities the kernel lets us raise: those both permitted and inheritable
+/// (capabilities(7)). The others are left out with a warning rather than failing the
+/// container: runc does the same, and its own default `runc spec` lists ambient capabilities
+/// without inheritable ones, so failing would break that config.
+fn raisable_ambient(
+    ambient: &CapsHashSet,
+    permitted: &CapsHashSet,
+    inheritable: &CapsHashSet,
+) -> Vec<caps::Capability> {
+    let mut out: Vec<caps::Capability> = Vec::new();
+    for cap in ambient {
+        if permitted.contains(cap) && inheritable.contains(cap) {
+            out.push(*cap);
+        } else {
+            tracing::warn!(capability = %cap, "ambient capability is not both permitted and inheritable, not raised");
+        }
+    }
+    out.sort_by_key(|c| c.index());
+    out
 }
 
 /// Switches to the process user, keeping capabilities across the switch so `apply_caps` can
@@ -237,6 +258,21 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ambient_capabilities_need_permitted_and_inheritable() {
+        use caps::Capability::*;
+        let set = |v: &[caps::Capability]| v.iter().copied().collect::<CapsHashSet>();
+        let ambient = set(&[CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE]);
+        let permitted = set(&[CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE]);
+        // runc's default spec: no inheritable set, so nothing can be raised.
+        assert!(raisable_ambient(&ambient, &permitted, &set(&[])).is_empty());
+        let inheritable = set(&[CAP_NET_BIND_SERVICE, CAP_KILL]);
+        assert_eq!(
+            raisable_ambient(&ambient, &permitted, &inheritable),
+            vec![CAP_KILL, CAP_NET_BIND_SERVICE]
+        );
+    }
     use super::*;
     use crate::namespaces::Kind;
 

@@ -105,6 +105,23 @@ fn default_capabilities_of_the_default_spec() {
 }
 
 #[test]
+fn ambient_capabilities_without_inheritable_are_left_out_like_runc() {
+    // `runc spec` writes ambient capabilities but no inheritable set; the kernel cannot raise
+    // those, and runc runs the container without them.
+    let h = Husk::new();
+    let mut b = Bundle::sh("grep -E '^Cap(Inh|Eff|Amb)' /proc/self/status");
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    b.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps});
+    let (code, out, err) = h.run_bundle(&b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "CapInh:\t0000000000000000\nCapEff:\t0000000020000420\nCapAmb:\t0000000000000000\n"
+    );
+}
+
+#[test]
 fn masked_and_readonly_paths() {
     let h = Husk::new();
     let mut b = Bundle::sh("wc -c < /proc/keys; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname && echo writable || echo readonly; touch /data/x 2>/dev/null && echo data-writable || echo data-readonly");
