@@ -155,13 +155,15 @@ fn memory_per_pod(c: &mut Cri, bed: &TestBed, handler: &str, pods: usize) -> Res
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    // Measured as a node sees its pods between kubelet's polls: once every container's stats
-    // were read (that code is part of a shim's working set) and the shims have settled.
+    // Measured as a node sees its pods just after one of kubelet's stats polls: the shims
+    // have settled (husk's trim their resident set when idle) and then served a stats call,
+    // whose code is part of a shim's working set.
+    std::thread::sleep(Duration::from_secs(3));
     let _ = c.call(|mut r| async move {
         r.list_container_stats(cri::ListContainerStatsRequest { filter: None })
             .await
     });
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(300));
     let (rss, pss, shims) = shim_memory(bed);
     for pod in made {
         c.stop_pod(&pod);
