@@ -497,27 +497,32 @@ mod tests {
         );
     }
 
+    /// IO with only stdout, going to `uri`; the write end of the container's stdout pipe.
+    fn stdout_to(uri: &str) -> (ProcessIo, OwnedFd) {
+        let owner = Owner {
+            id: "c".into(),
+            namespace: "n".into(),
+        };
+        let mut io = setup("", uri, "", &owner).unwrap();
+        let w = io.stdout.take().unwrap();
+        (io, w)
+    }
+
+    /// A process writing `data` to `w` from its own thread, then exiting.
+    fn write_in_thread(w: OwnedFd, data: Vec<u8>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            std::io::Write::write_all(&mut f, &data).unwrap();
+        })
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn fast_writer_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.log");
-        let mut io = setup(
-            "",
-            &format!("file://{}", out.display()),
-            "",
-            &Owner {
-                id: "c".into(),
-                namespace: "n".into(),
-            },
-        )
-        .unwrap();
-        let w = io.stdout.take().unwrap();
+        let (io, w) = stdout_to(&format!("file://{}", out.display()));
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let d2 = data.clone();
-        let writer = std::thread::spawn(move || {
-            let mut f = std::fs::File::from(w);
-            std::io::Write::write_all(&mut f, &d2).unwrap();
-        });
+        let writer = write_in_thread(w, data.clone());
         // The copier runs on this thread while the writer fills the pipe from another.
         let progress = io.progress();
         flushed(progress.clone()).await;
@@ -542,23 +547,10 @@ mod tests {
             std::io::Read::read_to_end(&mut f, &mut got).unwrap();
             got.len()
         });
-        let mut io = setup(
-            "",
-            fifo.to_str().unwrap(),
-            "",
-            &Owner {
-                id: "c".into(),
-                namespace: "n".into(),
-            },
-        )
-        .unwrap();
-        let w = io.stdout.take().unwrap();
+        let (io, w) = stdout_to(fifo.to_str().unwrap());
         let t = Instant::now();
         // The process writes and exits; its output waits in the FIFO.
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::from(w);
-            std::io::Write::write_all(&mut f, &vec![b'x'; N]).unwrap();
-        });
+        write_in_thread(w, vec![b'x'; N]);
         flushed(io.progress()).await;
         assert!(
             t.elapsed() >= READER_LATE,
