@@ -258,6 +258,8 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::namespaces::Kind;
 
     #[test]
     fn ambient_capabilities_need_permitted_and_inheritable() {
@@ -273,8 +275,6 @@ mod tests {
             vec![CAP_KILL, CAP_NET_BIND_SERVICE]
         );
     }
-    use super::*;
-    use crate::namespaces::Kind;
 
     #[test]
     fn sysctl_classification() {

@@ -222,10 +222,10 @@ fn container_cost(
     measured
 }
 
-/// MB/s of container stdout reaching the CRI log file: `bytes` bytes in 1 KiB lines, timed from
-/// StartContainer to the container's exit; the log's byte count must be exact.
-/// MB/s of container stdout reaching the CRI log, and how many bytes never arrived (a
-/// measurement, not a failure: containerd 1.6 drops the tail of a fast writer with runc).
+/// MB/s of container stdout reaching the CRI log file (`bytes` bytes in 1 KiB lines, timed from
+/// StartContainer to the container's exit), and how many bytes never arrived: a measurement,
+/// not a failure (containerd 1.6 drops the tail of a fast writer with runc); more bytes than
+/// were written is an error.
 fn log_throughput(
     c: &mut Cri,
     bed: &TestBed,
