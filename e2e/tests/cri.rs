@@ -390,3 +390,73 @@ fn container_list_and_status_with_filters() {
     assert_eq!(seen.5, (137, "Error".to_string()));
     assert!(seen.6.is_empty());
 }
+
+/// Every cgroup directory (any hierarchy, v1 or v2) whose name contains `needle`.
+fn cgroup_dirs_containing(needle: &str) -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut stack: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter(|l| {
+            let fs = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+            matches!(fs, Some("cgroup") | Some("cgroup2"))
+        })
+        .filter_map(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+        .collect();
+    let mut found = vec![];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().contains(needle) {
+                    found.push(e.path());
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// The cgroup parents kubelet sends: the systemd driver's nested `.slice` form (containerd then
+/// asks for `slice:cri-containerd:<id>` whatever the runtime's driver), the cgroupfs form, and
+/// none. Each pod must run on both handlers; the container's cgroup (as it sees it, ids
+/// masked) must be the same; nothing of it may be left after removal.
+#[test]
+fn cgroup_parents_slice_cgroupfs_and_empty() {
+    let uid = format!("{:x}", std::process::id());
+    let parents = [
+        format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice"),
+        format!("/kubepods/burstable/pod{uid}"),
+        String::new(),
+    ];
+    on_both(&[BUSYBOX], |bed, c, handler| {
+        let mut seen = vec![];
+        for (i, parent) in parents.iter().enumerate() {
+            let pod = husk_e2e::suite::Pod::run(bed, c, handler, &format!("cg{i}"), |p| {
+                p.linux.get_or_insert_with(Default::default).cgroup_parent = parent.clone();
+            });
+            let id = pod.start(c, "main", BUSYBOX, &["sleep", "3600"], |_| {});
+            let r = c
+                .exec_sync(&id, &["cat", "/proc/self/cgroup"], 10)
+                .unwrap_or_else(|e| panic!("{handler}: ExecSync with parent {parent:?}: {e}"));
+            assert_eq!(r.exit_code, 0, "{handler}: exec with parent {parent:?}");
+            // The container's memory (v1) or unified (v2) line, with the ids masked.
+            let line = String::from_utf8_lossy(&r.stdout)
+                .lines()
+                .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+                .unwrap_or_default()
+                .replace(&id, "CTR")
+                .replace(&pod.id, "POD");
+            let dirs = cgroup_dirs_containing(&id);
+            assert!(!dirs.is_empty(), "{handler}: no cgroup directory for {id}");
+            c.remove_container(&id);
+            let pod_id = pod.id.clone();
+            pod.remove(c);
+            for gone in [&id, &pod_id] {
+                let left = cgroup_dirs_containing(gone);
+                assert!(left.is_empty(), "{handler}: left behind: {left:?}");
+            }
+            seen.push(line);
+        }
+        seen
+    });
+}

@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub stdio: StdioFds,
+    /// The cgroup driver the caller asked for; `None` lets husk choose (`Driver::select`).
+    pub cgroup_driver: Option<cgroups::Driver>,
 }
 
 #[derive(Default)]
@@ -161,6 +163,35 @@ impl Runtime {
             crate::seccomp::compile(seccomp)?; // report profile errors before anything exists
         }
         let layout = Layout::detect();
+        let raw_path = linux
+            .cgroups_path()
+            .as_deref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match cgroups::Driver::select(opts.cgroup_driver, &raw_path) {
+            cgroups::Driver::Systemd if !cgroups::systemd_running() => {
+                return Err(Error::Unsupported {
+                    feature: "the systemd cgroup driver".into(),
+                    reason: "systemd is not running on this host (no /run/systemd/system); \
+                             use the cgroupfs driver"
+                        .into(),
+                })
+            }
+            cgroups::Driver::Systemd => {
+                return Err(Error::Unsupported {
+                    feature: "the systemd cgroup driver".into(),
+                    reason: "not implemented yet; use the cgroupfs driver".into(),
+                })
+            }
+            cgroups::Driver::Cgroupfs if cgroups::is_systemd_path(&raw_path) => {
+                tracing::info!(
+                    id,
+                    cgroups_path = %raw_path,
+                    "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
+                );
+            }
+            cgroups::Driver::Cgroupfs => {}
+        }
         let cg_paths = cgroups::resolve(
             &layout,
             linux.cgroups_path().as_deref(),

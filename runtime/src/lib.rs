@@ -8,7 +8,6 @@
 pub mod cgroups;
 pub mod channel;
 pub mod container;
-pub mod devices_bpf;
 pub mod error;
 pub mod features;
 pub mod hooks;

@@ -27,7 +27,9 @@ struct Cli {
     /// Enable debug logging.
     #[arg(long, global = true)]
     debug: bool,
-    /// Use the systemd cgroup driver (not supported yet; refused with a clear error).
+    /// Use the systemd cgroup driver: cgroupsPath is `slice:prefix:name` (not supported yet;
+    /// refused with a clear error). Without it a path of that form is a literal cgroupfs
+    /// directory, as with runc.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility ("auto", "true", "false").
@@ -221,7 +223,7 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-fn create_opts(a: &CreateArgs) -> Result<CreateOptions, Error> {
+fn create_opts(a: &CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions, Error> {
     let bundle = a.bundle.canonicalize().map_err(|e| Error::Config {
         path: a.bundle.clone(),
         message: format!("bundle: {e}"),
@@ -233,20 +235,20 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOptions, Error> {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         stdio: Default::default(),
+        // runc's semantics: the driver is what the flag says, whatever the path looks like.
+        cgroup_driver: Some(if systemd_cgroup {
+            husk_runtime::cgroups::Driver::Systemd
+        } else {
+            husk_runtime::cgroups::Driver::Cgroupfs
+        }),
     })
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
-    if cli.systemd_cgroup {
-        return Err(Error::Unsupported {
-            feature: "--systemd-cgroup".into(),
-            reason: "systemd cgroup driver not supported yet; use the cgroupfs driver".into(),
-        });
-    }
     let rt = Runtime::new(&cli.root);
     match cli.cmd {
         Cmd::Create(a) => {
-            rt.create(&a.id, create_opts(&a)?)?;
+            rt.create(&a.id, create_opts(&a, cli.systemd_cgroup)?)?;
             Ok(0)
         }
         Cmd::Start { id } => rt.load(&id)?.start().map(|_| 0),
@@ -255,7 +257,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             detach,
             keep,
         } => {
-            let mut opts = create_opts(&create)?;
+            let mut opts = create_opts(&create, cli.systemd_cgroup)?;
             let terminal = husk_runtime::spec::load_bundle(&opts.bundle)?
                 .process()
                 .as_ref()
