@@ -713,7 +713,11 @@ impl Container {
         Ok(())
     }
 
-    pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
+    /// Sends `sig` (any number 0..=64, see [`crate::signal`]) to the init, or with `all` to
+    /// every process of the container's cgroup.
+    pub fn kill(&self, sig: impl Into<crate::signal::Signal>, all: bool) -> Result<()> {
+        let sig = sig.into();
+        let is_kill = sig == crate::signal::Signal::KILL;
         if !self.is_alive() && !all {
             return Err(Error::IllegalState {
                 id: self.id().into(),
@@ -732,19 +736,19 @@ impl Container {
                 });
             }
             // Freeze so no process forks past the signal.
-            let freeze = sig == Signal::SIGKILL && !cg.is_frozen();
+            let freeze = is_kill && !cg.is_frozen();
             if freeze {
                 let _ = cg.freeze(true);
             }
             for p in cg.pids()? {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                let _ = sig.send(p);
             }
-            if freeze || sig == Signal::SIGKILL {
+            if freeze || is_kill {
                 let _ = cg.freeze(false);
             }
             return Ok(());
         }
-        nix::sys::signal::kill(Pid::from_raw(self.st.pid), sig)
+        sig.send(self.st.pid)
             .ctx(|| format!("kill {} with {sig}", self.st.pid))
     }
 

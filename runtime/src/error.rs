@@ -23,6 +23,9 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
+    /// A bad command-line argument (not the bundle's fault).
+    #[error("{0}")]
+    Usage(String),
     #[error("config.json: {field}: {message}")]
     Spec { field: String, message: String },
     #[error("{feature} is not supported by this kernel: {reason}")]

@@ -19,6 +19,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod selfexe;
+pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod tty;
@@ -26,6 +27,7 @@ pub mod tty;
 pub use container::{Container, CreateOptions, ExecOptions, Runtime, StdioFds};
 pub use error::{Error, Result};
 pub use process::run_helper_if_requested;
+pub use signal::Signal;
 pub use state::{OciState, Status};
 
 /// The OCI runtime spec version husk implements.

@@ -6,7 +6,6 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 #[derive(Parser)]
 #[command(
@@ -635,18 +634,11 @@ fn parse_bytes(s: &str, flag: &str) -> Result<i64, Error> {
         .map_err(|_| Error::spec(flag, format!("bad size {s:?}")))
 }
 
-fn parse_signal(s: &str) -> Result<Signal, Error> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    Signal::from_str(&name).map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")))
+/// runc's signal argument: a number or a name; real-time signals included (see
+/// `husk_runtime::signal`).
+fn parse_signal(s: &str) -> Result<husk_runtime::Signal, Error> {
+    s.parse()
+        .map_err(|e: husk_runtime::signal::UnknownSignal| Error::Usage(e.to_string()))
 }
 
 const FORWARDED: &[Signal] = &[
