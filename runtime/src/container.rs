@@ -4,6 +4,7 @@
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::channel::{self, Channel};
 use crate::error::{Context, Error, Result};
+use crate::lifecycle::{self, Verb};
 use crate::namespaces::{self, Action, Kind};
 use crate::process::{FromInit, InitConfig, Mode, ToInit, HELPER_ENV};
 use crate::rootfs::CgroupLayoutInfo;
@@ -46,6 +47,8 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub stdio: StdioFds,
+    /// runc's `--ignore-paused`: exec into a paused container too.
+    pub ignore_paused: bool,
 }
 
 pub struct Runtime {
@@ -365,14 +368,10 @@ impl Runtime {
 
     /// Starts a new process in a running container. Returns its pid (a child of the caller).
     pub fn exec(&self, c: &Container, opts: ExecOptions) -> Result<i32> {
-        let status = c.status();
-        if !matches!(status, Status::Created | Status::Running) {
-            return Err(Error::IllegalState {
-                id: c.id().into(),
-                action: "exec into",
-                status: status.to_string(),
-            });
-        }
+        let verb = Verb::Exec {
+            ignore_paused: opts.ignore_paused,
+        };
+        lifecycle::check(c.id(), verb, c.status())?;
         let spec = spec::load_saved(&state::container_dir(&self.root, c.id()))?;
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::spec("process.args", "must not be empty"));
@@ -638,15 +637,17 @@ impl Container {
         self.st.pid > 0 && state::pid_start_time(self.st.pid) == Some(self.st.pid_start_time)
     }
 
+    /// The state as runc derives it: a dead init is stopped; a frozen cgroup is paused (also
+    /// before `start`); an exec fifo still waiting is created; else running.
     pub fn status(&self) -> Status {
         if !self.is_alive() {
             return Status::Stopped;
         }
-        if self.dir().join(state::EXEC_FIFO).exists() {
-            return Status::Created;
-        }
         if self.cgroup().is_frozen() {
             return Status::Paused;
+        }
+        if self.dir().join(state::EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }
@@ -661,14 +662,7 @@ impl Container {
 
     /// Lets the created container run its process.
     pub fn start(&self) -> Result<()> {
-        let status = self.status();
-        if status != Status::Created {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "start",
-                status: status.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Start, self.status())?;
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // O_RDWR never blocks and keeps a writer, so the read waits for the init's byte.
         let fifo = nix::fcntl::open(
@@ -714,76 +708,51 @@ impl Container {
     }
 
     /// Sends `sig` (any number 0..=64, see [`crate::signal`]) to the init, or with `all` to
-    /// every process of the container's cgroup.
+    /// every process of the container's cgroup. `all` is allowed in every state, as in runc:
+    /// on a stopped container it signals whatever is left in the cgroup, if anything (a
+    /// container without its own pid namespace may leave processes behind its init).
     pub fn kill(&self, sig: impl Into<crate::signal::Signal>, all: bool) -> Result<()> {
         let sig = sig.into();
         let is_kill = sig == crate::signal::Signal::KILL;
-        if !self.is_alive() && !all {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "kill",
-                status: "stopped".into(),
-            });
-        }
         if all {
             let cg = self.cgroup();
-            let pids = cg.pids()?;
-            if pids.is_empty() && !self.is_alive() {
-                return Err(Error::IllegalState {
-                    id: self.id().into(),
-                    action: "kill",
-                    status: "stopped".into(),
-                });
-            }
-            // Freeze so no process forks past the signal.
-            let freeze = is_kill && !cg.is_frozen();
-            if freeze {
+            // Freeze so no process forks past the signal; a frozen cgroup is thawed for
+            // SIGKILL only (a paused container otherwise stays paused, signals pending).
+            let frozen = cg.is_frozen();
+            if is_kill && !frozen {
                 let _ = cg.freeze(true);
             }
             for p in cg.pids()? {
                 let _ = sig.send(p);
             }
-            if freeze || is_kill {
+            if is_kill {
                 let _ = cg.freeze(false);
             }
             return Ok(());
         }
+        let status = self.status();
+        lifecycle::check(self.id(), Verb::Kill, status)?;
         sig.send(self.st.pid)
-            .ctx(|| format!("kill {} with {sig}", self.st.pid))
+            .ctx(|| format!("kill {} with {sig}", self.st.pid))?;
+        if is_kill && status == Status::Paused {
+            // A frozen process dies only once thawed (runc thaws for SIGKILL too).
+            let _ = self.cgroup().freeze(false);
+        }
+        Ok(())
     }
 
     pub fn pause(&self) -> Result<()> {
-        let s = self.status();
-        if s != Status::Running && s != Status::Created {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "pause",
-                status: s.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Pause, self.status())?;
         self.cgroup().freeze(true)
     }
 
     pub fn resume(&self) -> Result<()> {
-        let s = self.status();
-        if s != Status::Paused {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "resume",
-                status: s.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Resume, self.status())?;
         self.cgroup().freeze(false)
     }
 
     pub fn update(&self, res: &LinuxResources) -> Result<()> {
-        if self.status() == Status::Stopped {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "update",
-                status: "stopped".into(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Update, self.status())?;
         self.cgroup().apply(res)
     }
 
@@ -793,18 +762,12 @@ impl Container {
 
     /// Deletes the container; with `force` a live one is killed first.
     pub fn delete(&self, force: bool) -> Result<()> {
-        let status = self.status();
-        match status {
-            Status::Stopped | Status::Created => {}
-            _ if force => {}
-            _ => {
-                return Err(Error::IllegalState {
-                    id: self.id().into(),
-                    action: "delete",
-                    status: format!("{status} (use --force)"),
-                })
-            }
-        }
+        let verb = if force {
+            Verb::DeleteForce
+        } else {
+            Verb::Delete
+        };
+        lifecycle::check(self.id(), verb, self.status())?;
         let cg = self.cgroup();
         if self.is_alive() || !cg.pids().unwrap_or_default().is_empty() {
             let _ = cg.freeze(true);

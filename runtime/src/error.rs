@@ -15,12 +15,9 @@ pub enum Error {
     AlreadyExists(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
-    #[error("cannot {action} container {id:?}: it is {status}")]
-    IllegalState {
-        id: String,
-        action: &'static str,
-        status: String,
-    },
+    /// A verb the container's state does not allow (`lifecycle`'s table, runc's words).
+    #[error(transparent)]
+    IllegalState(#[from] crate::lifecycle::IllegalTransition),
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
     /// A bad command-line argument (not the bundle's fault).

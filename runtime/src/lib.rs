@@ -12,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod hooks;
 pub mod inroot;
+pub mod lifecycle;
 pub mod mountopts;
 pub mod namespaces;
 pub mod process;

@@ -81,3 +81,125 @@ fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+const STATES: [&str; 5] = ["created", "running", "paused", "stopped", "missing"];
+
+/// A container of `b` in `state` ("missing": none at all).
+fn make_in_state(x: &Husk, b: &Bundle, state: &str) {
+    match state {
+        "missing" => {}
+        "created" => x.create(b),
+        _ => {
+            x.run_detached(b);
+            x.wait_status(&b.id, "running");
+            match state {
+                "paused" => {
+                    x.ok(&["pause", &b.id]);
+                }
+                "stopped" => {
+                    x.ok(&["kill", &b.id, "KILL"]);
+                    x.wait_status(&b.id, "stopped");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a user sees of one verb: its exit status, its stderr, and the state it leaves.
+fn outcome(x: &Husk, id: &str, verb: &[&str]) -> (i32, String, String) {
+    let args: Vec<&str> = verb
+        .iter()
+        .map(|a| if *a == "ID" { id } else { a })
+        .collect();
+    let out = x.run(&args);
+    let status = || {
+        let st = x.run(&["state", id]);
+        if st.status.success() {
+            serde_json::from_slice::<serde_json::Value>(&st.stdout).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        } else {
+            "gone".to_string()
+        }
+    };
+    // A SIGKILL takes a moment to land: the state it leads to is the one that counts.
+    let mut after = status();
+    let t = std::time::Instant::now();
+    while verb.contains(&"KILL") && after != "stopped" && t.elapsed().as_secs() < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        after = status();
+    }
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        after,
+    )
+}
+
+/// `kill --all ID KILL` on a stopped container failed on husk ("it is stopped"); runc exits 0
+/// (containerd's runc shim sends exactly that after the init of a container without its own
+/// pid namespace exits). Every verb in every state, against runc on the same bundle: the same
+/// exit status and the same state afterwards; where containerd's runc shim reads runc's error
+/// text, the same words.
+#[test]
+fn every_verb_in_every_state_answers_like_runc() {
+    let (h, r) = (Husk::new(), runc_cli());
+    let verbs: [&[&str]; 11] = [
+        &["start", "ID"],
+        &["kill", "ID", "KILL"],
+        &["kill", "--all", "ID", "KILL"],
+        &["pause", "ID"],
+        &["resume", "ID"],
+        &["exec", "ID", "true"],
+        &["update", "--pids-limit", "100", "ID"],
+        &["delete", "ID"],
+        &["delete", "--force", "ID"],
+        &["ps", "ID"],
+        &["state", "ID"],
+    ];
+    let mut diffs = vec![];
+    let mut table = String::new();
+    for state in STATES {
+        for verb in verbs {
+            let mut got = vec![];
+            for x in [&r, &h] {
+                let b = Bundle::busybox(&["sleep", "60"]);
+                x.track(&b.id);
+                make_in_state(x, &b, state);
+                got.push(outcome(x, &b.id, verb));
+            }
+            let (rc, re, ra) = &got[0];
+            let (hc, he, ha) = &got[1];
+            let line = format!(
+                "{state:<8} {:<28} runc {rc:>3} -> {ra:<8} husk {hc:>3} -> {ha:<8} | {he}\n",
+                verb.join(" ")
+            );
+            table.push_str(&line);
+            if (rc, ra) != (hc, ha) {
+                diffs.push(format!("{line}   runc said: {re}\n"));
+            }
+            // The words containerd's runc shim matches on (pkg/process checkKillError, delete).
+            let words = if state == "missing" && *hc != 0 {
+                "does not exist"
+            } else if state == "stopped" && verb[0] == "kill" && verb[1] != "--all" {
+                "container not running"
+            } else if verb[0] == "exec" && *hc != 0 {
+                "exec failed: "
+            } else {
+                ""
+            };
+            if !he.contains(words) {
+                diffs.push(format!(
+                    "{line}   husk's error lacks runc's words {words:?}\n"
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "husk differs from runc:\n{}\nwhole table:\n{table}",
+        diffs.join("")
+    );
+}

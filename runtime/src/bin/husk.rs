@@ -123,8 +123,12 @@ enum Cmd {
         preserve_fds: i32,
         #[arg(short, long)]
         cap: Vec<String>,
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
+        /// Set no_new_privs (`--no-new-privs=false` clears the spec's).
+        #[arg(long = "no-new-privs", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        no_new_privs: Option<bool>,
+        /// Exec into a paused container too (the process starts frozen).
+        #[arg(long = "ignore-paused")]
+        ignore_paused: bool,
         #[arg(long)]
         apparmor: Option<String>,
     },
@@ -186,14 +190,21 @@ fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
     let log_to_file = cli.log.is_some();
+    // runc: a failed exec exits 255 with "exec failed: …" (the process's own status is its own).
+    let exec = matches!(cli.cmd, Cmd::Exec { .. });
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            let (msg, code) = if exec {
+                (format!("exec failed: {e}"), 255)
+            } else {
+                (e.to_string(), 1)
+            };
             if log_to_file {
-                tracing::error!("{e}");
+                tracing::error!("{msg}");
             }
-            eprintln!("husk: {e}");
-            std::process::exit(1);
+            eprintln!("husk: {msg}");
+            std::process::exit(code);
         }
     }
 }
@@ -333,6 +344,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             cap,
             no_new_privs,
             apparmor,
+            ignore_paused,
         } => {
             let c = rt.load(&id)?;
             let mut p = match &process {
@@ -382,8 +394,8 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     usr.set_additional_gids(Some(additional_gids));
                     p.set_user(usr);
                 }
-                if no_new_privs {
-                    p.set_no_new_privileges(Some(true));
+                if let Some(v) = no_new_privs {
+                    p.set_no_new_privileges(Some(v));
                 }
                 if let Some(a) = apparmor {
                     p.set_apparmor_profile(Some(a));
@@ -413,6 +425,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     pid_file,
                     preserve_fds,
                     stdio: Default::default(),
+                    ignore_paused,
                 },
             )?;
             if detach {
