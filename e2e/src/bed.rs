@@ -42,6 +42,17 @@ pub fn shim_binary() -> PathBuf {
     p
 }
 
+/// The `husk` CLI of this build (a runc-compatible OCI runtime binary).
+pub fn husk_binary() -> PathBuf {
+    let p = target_dir().join("husk");
+    assert!(
+        p.exists(),
+        "{} is not built (cargo build --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
 pub struct TestBed {
     /// The containerd namespace, unique per test bed: husk's state and the cgroups are keyed
     /// by it, so concurrent test beds never collide.
@@ -62,6 +73,17 @@ impl TestBed {
 
     /// A test bed whose containerd does not know husk yet (for the installer's test).
     pub fn start_with(with_husk: bool) -> TestBed {
+        Self::start_config(with_husk, &[])
+    }
+
+    /// A test bed with, besides `husk` and `runc`, a CRI runtime handler per `(name, binary)`
+    /// on containerd's runc shim (`io.containerd.runc.v2`) with that OCI runtime binary as its
+    /// `BinaryName`, as a node configures crun or any runc-compatible CLI.
+    pub fn start_with_runc_binaries(handlers: &[(&str, &std::path::Path)]) -> TestBed {
+        Self::start_config(true, handlers)
+    }
+
+    fn start_config(with_husk: bool, runc_binaries: &[(&str, &std::path::Path)]) -> TestBed {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the e2e tests need root: run them through the README's test command"
@@ -88,6 +110,13 @@ impl TestBed {
         } else {
             ""
         };
+        let mut husk = husk.to_string();
+        for (name, binary) in runc_binaries {
+            husk.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}.options]\n  BinaryName = \"{}\"\n",
+                binary.display()
+            ));
+        }
         let d = dir.path().display();
         let config = format!(
             r#"version = 2

@@ -222,14 +222,86 @@ fn init_logging(cli: &Cli) {
             .ok()
     });
     match (file, cli.log_format.as_str()) {
-        (Some(f), "json") => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), "json") => builder
+            .event_format(RuncJson)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
         (Some(f), _) => builder
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(f))
             .init(),
         // Errors already go to stderr as one line; logs there only when asked for.
-        (None, "json") => builder.json().with_writer(std::io::stderr).init(),
+        (None, "json") => builder
+            .event_format(RuncJson)
+            .with_writer(std::io::stderr)
+            .init(),
         (None, _) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// runc's `--log-format json` lines (logrus' JSON formatter): `{"level":"error","msg":"…",
+/// "time":"<RFC 3339>"}` plus one key per event field. containerd's runc shim takes the last
+/// `"level":"error"` line of this log as the runtime's error message (`getLastRuntimeError` in
+/// containerd's pkg/process), so with husk as its `BinaryName` users see husk's reason.
+struct RuncJson;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for RuncJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = serde_json::Map::new();
+        event.record(&mut JsonFields(&mut fields));
+        let msg = fields
+            .remove("message")
+            .unwrap_or_else(|| serde_json::Value::String(String::new()));
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        let mut line = serde_json::Map::new();
+        line.insert("level".into(), level.into());
+        line.insert("msg".into(), msg);
+        line.insert(
+            "time".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .into(),
+        );
+        for (k, v) in fields {
+            line.entry(k).or_insert(v);
+        }
+        writeln!(w, "{}", serde_json::Value::Object(line))
+    }
+}
+
+/// An event's fields as JSON values.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().into(), v.into());
     }
 }
 
