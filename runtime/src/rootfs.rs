@@ -226,6 +226,12 @@ pub fn prepare(cx: &Context2) -> Result<()> {
         create_device(&root, d, cx.new_userns)
             .map_err(|e| Error::spec(format!("linux.devices[{i}]"), e.to_string()))?;
     }
+    // A process.cwd the image lacks is created, as runc does once the mounts are in place and
+    // before the root turns read-only: directories owned by root, 0755 less the umask.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        root.mkdir_all(cwd, 0o755)
+            .map_err(|e| Error::spec("process.cwd", e.to_string()))?;
+    }
     Ok(())
 }
 

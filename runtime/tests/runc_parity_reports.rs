@@ -203,3 +203,37 @@ fn every_verb_in_every_state_answers_like_runc() {
         diffs.join("")
     );
 }
+
+/// Runs `b` in the foreground on husk and on runc (the same config, each with its own cgroup)
+/// and returns (exit code, stdout, stderr) of each: [runc, husk].
+fn on_both(b: &Bundle, fill: impl Fn(&std::path::Path)) -> [(i32, String, String); 2] {
+    let (h, r) = (Husk::new(), runc_cli());
+    let mut out = vec![];
+    for x in [&r, &h] {
+        let mut b2 = Bundle::busybox(&["true"]);
+        let id = b2.id.clone();
+        b2.config = b.config.clone();
+        b2.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/husk-test/{id}"));
+        fill(&b2.rootfs());
+        out.push(x.run_bundle(&b2));
+    }
+    [out[0].clone(), out[1].clone()]
+}
+
+/// A `process.cwd` missing from the image: runc creates it (root-owned, 0755 less the umask,
+/// before the root turns read-only, whoever the user) and starts the process there; husk
+/// failed with `process.cwd …: ENOENT`.
+#[test]
+fn a_missing_cwd_is_created_as_runc_creates_it() {
+    let mut b = Bundle::sh("pwd; stat -c '%n %a %u %g' /qa /qa/work /qa/work/dir; id -u");
+    b.config["process"]["cwd"] = serde_json::json!("/qa/work/dir");
+    b.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    b.config["root"]["readonly"] = serde_json::json!(true);
+    let [runc, husk] = on_both(&b, |_| {});
+    assert_eq!(runc.0, 0, "runc: {}", runc.2);
+    assert_eq!(
+        runc.1,
+        "/qa/work/dir\n/qa 755 0 0\n/qa/work 755 0 0\n/qa/work/dir 755 0 0\n1000\n"
+    );
+    assert_eq!(husk, runc, "husk (left) and runc (right)");
+}
