@@ -237,3 +237,51 @@ fn a_missing_cwd_is_created_as_runc_creates_it() {
     );
     assert_eq!(husk, runc, "husk (left) and runc (right)");
 }
+
+/// A tmpfs without `mode=` over an image directory takes that directory's mode (runc chmods
+/// the new tmpfs to it, even over an explicit `mode=`; a target that did not exist keeps the
+/// tmpfs default 1777 or its `mode=`): husk gave 1777 to all, making private directories
+/// world-writable. Also through a symlink, with set-id/sticky bits, and read-only.
+#[test]
+fn a_tmpfs_takes_the_mode_of_the_directory_it_covers() {
+    use std::os::unix::fs::PermissionsExt;
+    let dirs = [
+        ("data", 0o700),
+        ("pub", 0o751),
+        ("exp", 0o700),
+        ("stk", 0o3750),
+        ("ro", 0o750),
+        ("target", 0o705),
+    ];
+    let mut b =
+        Bundle::sh("stat -c '%n %a %u' /data /pub /exp /stk /ro /target /new /new2; touch /ro/x");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    for (dest, opts) in [
+        ("/data", vec!["nosuid", "nodev"]),
+        ("/pub", vec!["nosuid", "nodev"]),
+        ("/exp", vec!["nosuid", "nodev", "mode=1777"]),
+        ("/stk", vec![]),
+        ("/ro", vec!["ro"]),
+        ("/lnk", vec![]),
+        ("/new", vec![]),
+        ("/new2", vec!["mode=700"]),
+    ] {
+        mounts.push(serde_json::json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts}));
+    }
+    let [runc, husk] = on_both(&b, |rootfs| {
+        for (d, mode) in dirs {
+            std::fs::create_dir(rootfs.join(d)).unwrap();
+            std::fs::set_permissions(rootfs.join(d), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+        std::os::unix::fs::symlink("target", rootfs.join("lnk")).unwrap();
+    });
+    assert_eq!(
+        runc.1,
+        "/data 700 0\n/pub 751 0\n/exp 700 0\n/stk 3750 0\n/ro 750 0\n/target 705 0\n/new 1777 0\n/new2 700 0\n",
+        "runc: {}",
+        runc.2
+    );
+    assert!(runc.2.contains("Read-only file system"), "{}", runc.2);
+    assert_eq!(husk, runc, "husk (left) and runc (right)");
+}
