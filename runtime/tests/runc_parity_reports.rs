@@ -285,3 +285,65 @@ fn a_tmpfs_takes_the_mode_of_the_directory_it_covers() {
     assert!(runc.2.contains("Read-only file system"), "{}", runc.2);
     assert_eq!(husk, runc, "husk (left) and runc (right)");
 }
+
+/// A file bind mount onto a dangling symlink in the image (`/etc/localtime ->
+/// /usr/share/zoneinfo/Some/Zone`, target missing): runc follows the link inside the root,
+/// creates the target file and its parent directories, and binds there; husk failed `resolve
+/// … ENOENT`. The kind: any destination that is, or passes through, a symlink (dangling or
+/// not, absolute or relative, even one pointing above the root) is resolved inside the root,
+/// for files and directories.
+#[test]
+fn bind_mounts_onto_symlinks_follow_them_inside_the_root() {
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("zone");
+    std::fs::write(&file, "zone-data\n").unwrap();
+    let dir = host.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("inside"), "dir-data\n").unwrap();
+    let mut b = Bundle::sh(
+        "for f in /etc/localtime /usr/share/zoneinfo/Some/Zone /etc/rel /var/lib/x/file \
+         /etc/ok /usr/existing /via/link/file /real/file /up /escaped /dirlink/inside \
+         /somewhere/deep/inside; do echo \"$f: $(cat $f 2>&1)\"; done; \
+         for l in /etc/localtime /etc/rel /etc/ok /via/link /up /dirlink; do echo \"$l -> $(readlink $l)\"; done",
+    );
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    for (dest, src) in [
+        ("/etc/localtime", &file),
+        ("/etc/rel", &file),
+        ("/etc/ok", &file),
+        ("/via/link/file", &file),
+        ("/up", &file),
+        ("/dirlink", &dir),
+    ] {
+        mounts.push(serde_json::json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "ro"]}));
+    }
+    let [runc, husk] = on_both(&b, |rootfs| {
+        let ln = |target: &str, link: &str| {
+            std::os::unix::fs::symlink(target, rootfs.join(link)).unwrap()
+        };
+        std::fs::create_dir_all(rootfs.join("usr")).unwrap();
+        std::fs::write(rootfs.join("usr/existing"), "image-data\n").unwrap();
+        std::fs::create_dir_all(rootfs.join("via")).unwrap();
+        ln("/usr/share/zoneinfo/Some/Zone", "etc/localtime");
+        ln("../var/lib/x/file", "etc/rel");
+        ln("/usr/existing", "etc/ok");
+        ln("/real", "via/link");
+        ln("../../../../../../escaped", "up");
+        ln("/somewhere/deep", "dirlink");
+    });
+    assert_eq!(runc.0, 0, "runc: {}", runc.2);
+    assert_eq!(
+        runc.1,
+        "/etc/localtime: zone-data\n/usr/share/zoneinfo/Some/Zone: zone-data\n\
+         /etc/rel: zone-data\n/var/lib/x/file: zone-data\n/etc/ok: zone-data\n\
+         /usr/existing: zone-data\n/via/link/file: zone-data\n/real/file: zone-data\n\
+         /up: zone-data\n/escaped: zone-data\n/dirlink/inside: dir-data\n\
+         /somewhere/deep/inside: dir-data\n\
+         /etc/localtime -> /usr/share/zoneinfo/Some/Zone\n/etc/rel -> ../var/lib/x/file\n\
+         /etc/ok -> /usr/existing\n/via/link -> /real\n/up -> ../../../../../../escaped\n\
+         /dirlink -> /somewhere/deep\n",
+        "runc"
+    );
+    assert_eq!(husk, runc, "husk (left) and runc (right)");
+    assert!(!std::path::Path::new("/escaped").exists());
+}
