@@ -274,6 +274,20 @@ impl Runtime {
         let cgroup = Cgroup::new(cg_paths.clone());
         cgroup.create()?;
         rollback.cgroup = Some(cgroup.clone());
+        if cgroup.is_frozen() {
+            // A process put in it would stop before it could say anything (runc: "container's
+            // cgroup unexpectedly frozen"). Another container sharing the cgroupsPath is paused.
+            return Err(Error::Cgroup {
+                path: cg_paths
+                    .dirs
+                    .get(if cg_paths.v2 { "" } else { "freezer" })
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                message: "is frozen (is a container sharing this cgroupsPath paused?): \
+                          cannot create a container in a frozen cgroup"
+                    .into(),
+            });
+        }
 
         let (parent_end, child_end) = channel::pair()?;
         let mut inherit = vec![fifo.as_raw_fd()];
@@ -513,16 +527,22 @@ impl Drop for Rollback {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), None);
         }
         if let Some(cg) = &self.cgroup {
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            wait_empty(cg, Duration::from_secs(5));
-            let _ = cg.destroy();
+            // Only what this create started is killed (above): the cgroup may be shared.
+            let _ = cg.destroy_if_empty();
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// SIGKILL to every process of `cg`, frozen meanwhile so none forks past it.
+fn kill_cgroup(cg: &Cgroup) {
+    let _ = cg.freeze(true);
+    for p in cg.pids().unwrap_or_default() {
+        let _ = crate::signal::Signal::KILL.send(p);
+    }
+    let _ = cg.freeze(false);
 }
 
 fn wait_empty(cg: &Cgroup, timeout: Duration) {
@@ -760,6 +780,22 @@ impl Container {
         self.cgroup().pids()
     }
 
+    /// Waits (up to `timeout`) until the init is gone, reaping it if it is our child (CLI
+    /// `run`, the shim) so it does not stay a zombie.
+    fn wait_init_gone(&self, timeout: Duration) {
+        let t = Instant::now();
+        loop {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(self.st.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            if !self.is_alive() || t.elapsed() >= timeout {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Deletes the container; with `force` a live one is killed first.
     pub fn delete(&self, force: bool) -> Result<()> {
         let verb = if force {
@@ -767,30 +803,29 @@ impl Container {
         } else {
             Verb::Delete
         };
-        lifecycle::check(self.id(), verb, self.status())?;
+        let status = self.status();
+        lifecycle::check(self.id(), verb, status)?;
         let cg = self.cgroup();
-        if self.is_alive() || !cg.pids().unwrap_or_default().is_empty() {
-            let _ = cg.freeze(true);
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+        // Only this container's processes are killed: its cgroup may be shared (the runtime
+        // spec does not make cgroupsPath unique). The init first, thawed if paused so it can
+        // die (as runc); with a pid namespace of its own, the kernel takes every other process
+        // of the container with it.
+        if self.is_alive() {
+            let _ = crate::signal::Signal::KILL.send(self.st.pid);
+            if status == Status::Paused {
+                let _ = cg.freeze(false);
             }
-            if self.is_alive() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(self.st.pid), Signal::SIGKILL);
-            }
-            let _ = cg.freeze(false);
-            let t = Instant::now();
-            while (self.is_alive() || !cg.pids().unwrap_or_default().is_empty())
-                && t.elapsed() < Duration::from_secs(10)
-            {
-                // Our own child (CLI `run`, the shim): reap it so it does not stay a zombie.
-                let _ = nix::sys::wait::waitpid(
-                    Pid::from_raw(self.st.pid),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            self.wait_init_gone(Duration::from_secs(10));
         }
-        cg.destroy()?;
+        if !self.st.new_pid_ns {
+            // No pid namespace of its own: what its init started outlives it, and only the
+            // cgroup knows those processes. runc kills every process of the cgroup here (it
+            // cannot tell whose they are), and so does husk.
+            kill_cgroup(&cg);
+            wait_empty(&cg, Duration::from_secs(10));
+        }
+        // The cgroup goes once empty; another container may still be using it.
+        cg.destroy_if_empty()?;
         let spec = self.spec().ok();
         let _ = std::fs::remove_dir_all(self.dir());
         if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {

@@ -347,3 +347,137 @@ fn bind_mounts_onto_symlinks_follow_them_inside_the_root() {
     assert_eq!(husk, runc, "husk (left) and runc (right)");
     assert!(!std::path::Path::new("/escaped").exists());
 }
+
+/// Runs `args` of `x` with a deadline: a hung command fails the test instead of hanging it.
+fn run_within(x: &Husk, args: &[&str], secs: u64) -> (i32, String) {
+    let mut child = x
+        .cmd(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (st.code().unwrap_or(-1), err);
+        }
+        if t.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} still running after {secs} s", x.bin.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The pids in a v1 cgroup directory of the pids controller (none if it is gone).
+fn cgroup_procs(path: &str) -> Vec<i64> {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/pids{path}/cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// Containers may share one cgroupsPath (the runtime spec does not require it to be unique).
+/// A runs `sleep`; B, in the same cgroup, runs and is deleted: runc leaves A running (B's
+/// delete kills B's processes only and leaves the cgroup while it is not empty); husk killed
+/// every process of the cgroup and removed it. `delete --force` of a running B alike. And
+/// `create` into the shared cgroup while A is paused (frozen) hung on husk; runc refuses at once.
+#[test]
+fn containers_sharing_a_cgroup_leave_each_other_alone() {
+    let (h, r) = (Husk::new(), runc_cli());
+    for (x, name) in [(&r, "runc"), (&h, "husk")] {
+        let a = Bundle::busybox(&["sleep", "600"]);
+        let path = format!("/husk-test/shared-{}", a.id);
+        let in_shared = |mut b: Bundle| {
+            b.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+            b
+        };
+        let a = in_shared(a);
+        x.run_detached(&a);
+        x.wait_status(&a.id, "running");
+        let a_pid = x.state(&a.id)["pid"].as_i64().unwrap();
+        // B runs to its end in the foreground (`run` deletes it afterwards).
+        let (code, _, err) = x.run_bundle(&in_shared(Bundle::busybox(&["true"])));
+        assert_eq!(code, 0, "{name}: {err}");
+        // B created, started, exited, deleted.
+        let b = in_shared(Bundle::busybox(&["true"]));
+        x.create(&b);
+        x.ok(&["start", &b.id]);
+        x.wait_status(&b.id, "stopped");
+        x.ok(&["delete", &b.id]);
+        // B still running, force-deleted.
+        let b = in_shared(Bundle::busybox(&["sleep", "600"]));
+        x.run_detached(&b);
+        x.wait_status(&b.id, "running");
+        let b_pid = x.state(&b.id)["pid"].as_i64().unwrap();
+        x.ok(&["delete", "--force", &b.id]);
+        assert!(
+            !cgroup_procs(&path).contains(&b_pid),
+            "{name}: B's init is left"
+        );
+        assert_eq!(
+            x.state(&a.id)["status"],
+            "running",
+            "{name}: A after B's deletes"
+        );
+        assert_eq!(
+            cgroup_procs(&path),
+            vec![a_pid],
+            "{name}: the shared cgroup"
+        );
+        // A paused: a create into its frozen cgroup is refused at once, leaving nothing.
+        x.ok(&["pause", &a.id]);
+        let c = in_shared(Bundle::busybox(&["true"]));
+        c.write();
+        let (code, err) = run_within(
+            x,
+            &["create", "--bundle", c.path().to_str().unwrap(), &c.id],
+            20,
+        );
+        assert_eq!(code, 1, "{name}: create into a frozen cgroup: {err}");
+        assert!(err.contains("frozen"), "{name}: {err}");
+        assert!(!x.run(&["state", &c.id]).status.success(), "{name}: C left");
+        assert_eq!(x.state(&a.id)["status"], "paused", "{name}");
+        assert_eq!(
+            cgroup_procs(&path),
+            vec![a_pid],
+            "{name}: the shared cgroup"
+        );
+        x.ok(&["resume", &a.id]);
+        // A's own end removes the cgroup, now empty.
+        x.ok(&["delete", "--force", &a.id]);
+        assert_eq!(cgroup_procs(&path), Vec::<i64>::new());
+        assert!(
+            !std::path::Path::new(&format!("/sys/fs/cgroup/pids{path}")).exists(),
+            "{name}: the cgroup is left after the last container"
+        );
+    }
+}
+
+/// B without a pid namespace of its own, sharing A's cgroup: its init's death does not end
+/// what it started, so runc's delete kills every process of the cgroup (it cannot tell whose
+/// they are), A's included. husk does what runc does.
+#[test]
+fn a_container_without_its_own_pid_namespace_clears_its_cgroup_like_runc() {
+    let (h, r) = (Husk::new(), runc_cli());
+    for (x, name) in [(&r, "runc"), (&h, "husk")] {
+        let mut a = Bundle::busybox(&["sleep", "600"]);
+        let path = format!("/husk-test/shared-{}", a.id);
+        a.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+        x.run_detached(&a);
+        x.wait_status(&a.id, "running");
+        let mut b = Bundle::sh("sleep 600 & echo started");
+        b.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        let (code, out, err) = x.run_bundle(&b);
+        assert_eq!((code, out.as_str()), (0, "started\n"), "{name}: {err}");
+        x.wait_status(&a.id, "stopped");
+        assert_eq!(cgroup_procs(&path), Vec::<i64>::new(), "{name}");
+        x.ok(&["delete", &a.id]);
+    }
+}

@@ -370,26 +370,64 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
+    /// Removes the cgroup directories that hold no process, leaving in place any that another
+    /// container sharing this cgroupsPath still uses (the runtime spec does not make
+    /// cgroupsPath unique). Returns whether every directory is gone.
+    pub fn destroy_if_empty(&self) -> Result<bool> {
+        let mut all_gone = true;
+        let mut last_err = None;
+        for dir in self.paths.dirs.values() {
+            let procs = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::Cgroup {
+                        path: dir.display().to_string(),
+                        message: format!("read cgroup.procs: {e}"),
+                    })
+                }
+            };
+            if !procs.trim().is_empty() {
+                tracing::info!(cgroup = %dir.display(), "cgroup still holds other processes; left in place");
+                all_gone = false;
+                continue;
+            }
+            if let Err(e) = remove_cgroup_dir(dir) {
+                last_err = Some(e);
+            }
+        }
+        last_err.map_or(Ok(all_gone), Err)
+    }
+
     /// Removes the cgroup directories (the processes must be gone).
     pub fn destroy(&self) -> Result<()> {
         let mut last_err = None;
         for dir in self.paths.dirs.values() {
-            for attempt in 0..50 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if attempt == 49 => {
-                        last_err = Some(Error::Cgroup {
-                            path: dir.display().to_string(),
-                            message: format!("remove: {e}"),
-                        })
-                    }
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
-                }
+            if let Err(e) = remove_cgroup_dir(dir) {
+                last_err = Some(e);
             }
         }
         last_err.map_or(Ok(()), Err)
     }
+}
+
+/// rmdir of a cgroup directory, retried briefly: processes that just died may still be on
+/// their way out of it.
+fn remove_cgroup_dir(dir: &Path) -> Result<()> {
+    for attempt in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt == 49 => {
+                return Err(Error::Cgroup {
+                    path: dir.display().to_string(),
+                    message: format!("remove: {e}"),
+                })
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
