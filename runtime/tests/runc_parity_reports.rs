@@ -481,3 +481,119 @@ fn a_container_without_its_own_pid_namespace_clears_its_cgroup_like_runc() {
         x.ok(&["delete", &a.id]);
     }
 }
+
+/// `exec --additional-gids` adds to the groups the container's process spec already has
+/// (runc: `0 555 777` for a spec with 555 and `--additional-gids 777`); husk replaced them.
+/// Every exec flag the same way, against runc: --user (uid alone keeps the spec's gid),
+/// --env merged into the spec's (a repeated name keeps its first place, the last value wins,
+/// as for the init's own env), --cwd, --cap, --no-new-privs[=false], and --process (which
+/// makes runc ignore the other flags).
+#[test]
+fn exec_flags_merge_into_the_process_spec_like_runc() {
+    let (h, r) = (Husk::new(), runc_cli());
+    let mut b = Bundle::busybox(&["sleep", "600"]);
+    b.config["process"]["user"] = serde_json::json!({"uid": 0, "gid": 5, "additionalGids": [555]});
+    b.config["process"]["env"] = serde_json::json!(["PATH=/bin", "A=1", "B=2", "A=3", "EMPTY="]);
+    b.config["process"]["noNewPrivileges"] = serde_json::json!(true);
+    let process = b.path().join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::json!({"args": ["sh", "-c", "pwd; echo $X; id -G"], "cwd": "/",
+            "env": ["PATH=/bin"], "user": {"uid": 7, "gid": 8}})
+        .to_string(),
+    )
+    .unwrap();
+    let p = process.to_str().unwrap();
+    let execs: Vec<Vec<&str>> = vec![
+        vec!["id", "-G"],
+        vec!["--additional-gids", "777", "id", "-G"],
+        vec!["--user", "1000", "id"],
+        vec!["--user", "1000:2000", "--additional-gids", "5", "id"],
+        vec!["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"],
+        vec!["-e", "A=9", "-e", "C=3", "-e", "A=10", "-e", "B=", "env"],
+        vec!["--cwd", "/tmp", "pwd"],
+        vec!["--cwd", "/nonexistent", "pwd"],
+        vec!["--cap", "CAP_SYS_ADMIN", "grep", "Cap", "/proc/self/status"],
+        vec![
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "--user",
+            "1000",
+            "grep",
+            "Cap",
+            "/proc/self/status",
+        ],
+        vec!["grep", "NoNewPrivs", "/proc/self/status"],
+        vec![
+            "--no-new-privs=false",
+            "grep",
+            "NoNewPrivs",
+            "/proc/self/status",
+        ],
+        vec![
+            "--process",
+            p,
+            "--cwd",
+            "/tmp",
+            "-e",
+            "X=1",
+            "--user",
+            "1:1",
+        ],
+        vec!["no-such-command"],
+        vec!["-e", "NOEQUALS", "env"],
+        vec!["-e", "=x", "env"],
+        vec!["sh", "-c", "exit 3"],
+    ];
+    let mut seen: Vec<Vec<(i32, String)>> = vec![];
+    for x in [&r, &h] {
+        let mut b2 = Bundle::busybox(&["sleep", "600"]);
+        let id = b2.id.clone();
+        b2.config = b.config.clone();
+        b2.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/husk-test/{id}"));
+        x.run_detached(&b2);
+        x.wait_status(&id, "running");
+        let mut got = vec![];
+        for e in &execs {
+            let mut args = vec!["exec"];
+            // flags (with their values) before the id, the command after it
+            let mut i = 0;
+            while i < e.len() {
+                let a = e[i];
+                let takes_value = matches!(
+                    a,
+                    "--additional-gids" | "--user" | "-e" | "--cwd" | "--cap" | "--process"
+                );
+                if a.starts_with('-') {
+                    args.push(a);
+                    if takes_value {
+                        args.push(e[i + 1]);
+                        i += 1;
+                    }
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            args.push(&id);
+            args.extend_from_slice(&e[i..]);
+            let out = x.run(&args);
+            got.push((
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ));
+        }
+        seen.push(got);
+    }
+    let mut diffs = String::new();
+    for (i, e) in execs.iter().enumerate() {
+        if seen[0][i] != seen[1][i] {
+            diffs.push_str(&format!(
+                "exec {e:?}:\n  runc {:?}\n  husk {:?}\n",
+                seen[0][i], seen[1][i]
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "husk differs from runc:\n{diffs}");
+    assert_eq!(seen[1][1], (0, "5 555 777\n".to_string()));
+}

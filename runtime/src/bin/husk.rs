@@ -435,37 +435,36 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     p
                 }
             };
+            // runc's getProcess: flags change the bundle's process; --process ignores them.
             if process.is_none() {
+                // Appended: a repeated name is resolved when the process starts (the last
+                // value wins, in the first one's place), as for the init's own env.
                 let mut e = p.env().clone().unwrap_or_default();
-                for kv in env {
-                    let key = kv.split('=').next().unwrap_or("").to_string();
-                    e.retain(|x| x.split('=').next() != Some(key.as_str()));
-                    e.push(kv);
-                }
+                e.extend(env);
                 p.set_env(Some(e));
                 if let Some(cwd) = cwd {
                     p.set_cwd(cwd);
                 }
+                let mut usr = p.user().clone();
                 if let Some(u) = user {
-                    let (uid, gid) = u.split_once(':').unwrap_or((&u, "0"));
-                    let mut usr = p.user().clone();
-                    usr.set_uid(
-                        uid.parse().map_err(|_| {
-                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
-                        })?,
-                    );
-                    usr.set_gid(
-                        gid.parse().map_err(|_| {
-                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
-                        })?,
-                    );
-                    p.set_user(usr);
+                    // uid[:gid]; a uid alone keeps the spec's gid.
+                    let bad = || Error::Usage(format!("--user {u:?}: not uid[:gid]"));
+                    let (uid, gid) = match u.split_once(':') {
+                        Some((uid, gid)) => (uid, Some(gid)),
+                        None => (u.as_str(), None),
+                    };
+                    usr.set_uid(uid.parse().map_err(|_| bad())?);
+                    if let Some(gid) = gid {
+                        usr.set_gid(gid.parse().map_err(|_| bad())?);
+                    }
                 }
+                // Added to the spec's supplementary groups, not instead of them.
                 if !additional_gids.is_empty() {
-                    let mut usr = p.user().clone();
-                    usr.set_additional_gids(Some(additional_gids));
-                    p.set_user(usr);
+                    let mut gids = usr.additional_gids().clone().unwrap_or_default();
+                    gids.extend(additional_gids);
+                    usr.set_additional_gids(Some(gids));
                 }
+                p.set_user(usr);
                 if let Some(v) = no_new_privs {
                     p.set_no_new_privileges(Some(v));
                 }
