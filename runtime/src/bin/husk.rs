@@ -185,10 +185,42 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// The command's name when it needs root (all but `spec` and `features`, which touch no
+    /// container: husk has no rootless mode).
+    fn needs_root(&self) -> Option<&'static str> {
+        Some(match self {
+            Cmd::Spec { .. } | Cmd::Features => return None,
+            Cmd::Create(_) => "create",
+            Cmd::Start { .. } => "start",
+            Cmd::Run { .. } => "run",
+            Cmd::State { .. } => "state",
+            Cmd::Kill { .. } => "kill",
+            Cmd::Delete { .. } => "delete",
+            Cmd::Exec { .. } => "exec",
+            Cmd::Ps { .. } => "ps",
+            Cmd::List { .. } => "list",
+            Cmd::Pause { .. } => "pause",
+            Cmd::Resume { .. } => "resume",
+            Cmd::Update { .. } => "update",
+        })
+    }
+}
+
 fn main() {
     husk_runtime::run_helper_if_requested();
     let cli = Cli::parse();
     init_logging(&cli);
+    if let Some(verb) = cli.cmd.needs_root() {
+        if !nix::unistd::geteuid().is_root() {
+            // Said plainly, before any path under --root turns it into "Permission denied".
+            eprintln!(
+                "husk: {verb} needs root: rootless containers are not supported; \
+                 run it as root (for example with sudo)"
+            );
+            std::process::exit(1);
+        }
+    }
     let log_to_file = cli.log.is_some();
     // runc: a failed exec exits 255 with "exec failed: …" (the process's own status is its own).
     let exec = matches!(cli.cmd, Cmd::Exec { .. });
