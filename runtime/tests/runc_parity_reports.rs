@@ -597,3 +597,35 @@ fn exec_flags_merge_into_the_process_spec_like_runc() {
     assert!(diffs.is_empty(), "husk differs from runc:\n{diffs}");
     assert_eq!(seen[1][1], (0, "5 555 777\n".to_string()));
 }
+
+/// `run` in the foreground passes on the signals it receives, as runc does for the standard
+/// ones it can catch: husk passed on eight (HUP, INT, QUIT, TERM, USR1, USR2, WINCH, CONT) and
+/// died of any other, real-time ones included, leaving the container running unattended.
+/// husk is checked alone: runc 1.1 (Go's signal package) takes real-time signals in without
+/// passing them on, and passes on its own runtime's SIGURG, so it is no reference here.
+#[test]
+fn run_in_the_foreground_passes_on_every_signal() {
+    let h = Husk::new();
+    let sigs = [
+        1, 2, 3, 10, 12, 14, 15, 20, 21, 22, 24, 26, 29, 30, 34, 36, 50, 63, 64,
+    ];
+    let b = Bundle::busybox(&["/sigrecv"]);
+    std::fs::copy(fixture_binary("sigrecv"), b.rootfs().join("sigrecv")).unwrap();
+    b.write();
+    h.track(&b.id);
+    let out = std::fs::File::create(b.path().join("stdout")).unwrap();
+    let mut child = h
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let mut lines = OutputLines::of(&b);
+    assert_eq!(lines.next(), "ready");
+    for n in sigs {
+        // SAFETY: kill(2) to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, n) }, 0);
+        assert_eq!(lines.next(), n.to_string(), "signal {n} to `husk run`");
+    }
+    h.ok(&["kill", &b.id, "KILL"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+}

@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use husk_runtime::{CreateOptions, Error, ExecOptions, Runtime};
-use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -757,25 +756,38 @@ fn parse_signal(s: &str) -> Result<husk_runtime::Signal, Error> {
         .map_err(|e: husk_runtime::signal::UnknownSignal| Error::Usage(e.to_string()))
 }
 
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+/// The signals `run` and `exec` in the foreground take in and pass on to the container's
+/// process, as runc does: every signal it can catch, real-time ones included, but SIGCHLD
+/// (it waits for its child), SIGWINCH (it resizes the terminal), SIGURG (runc drops it) and
+/// the faults a program raises in itself. A raw sigset: nix's `SigSet` has no real-time
+/// signals.
+struct Forwarding(libc::sigset_t);
 
-fn block_forwarded_signals() -> nix::sys::signal::SigSet {
-    let mut set = nix::sys::signal::SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(*s);
+fn block_forwarded_signals() -> Forwarding {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::sigemptyset(&mut set) };
+    for n in 1..=husk_runtime::signal::SIGRTMAX {
+        let own = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGPIPE,
+            libc::SIGURG,
+        ];
+        if !own.contains(&n) {
+            // glibc refuses its reserved 32 and 33: nobody can send those to us anyway.
+            unsafe { libc::sigaddset(&mut set, n) };
+        }
     }
-    let _ = set.thread_block();
-    set
+    // SAFETY: a valid set; the old mask is not needed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    Forwarding(set)
 }
 
 /// runc's foreground terminal: with `process.terminal` and no --console-socket, husk takes the
@@ -880,7 +892,7 @@ fn copy_winsize(master: &impl std::os::fd::AsRawFd) {
 
 /// Waits for our child `pid`, forwarding signals to it; returns its exit code (128+signal for
 /// a signal death, as a shell reports it). With a terminal, window size changes go to the pty.
-fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet, tty: Option<&Attached>) -> i32 {
+fn wait_forwarding(pid: i32, set: Forwarding, tty: Option<&Attached>) -> i32 {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let target = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -891,13 +903,17 @@ fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet, tty: Option<&Attache
             Err(nix::errno::Errno::ECHILD) => return 255,
             Err(_) => {}
         }
-        if let Ok(sig) = set.wait() {
-            match (sig, tty) {
-                (Signal::SIGCHLD, _) => {}
-                (Signal::SIGWINCH, Some(t)) => copy_winsize(&t.master),
-                _ => {
-                    let _ = nix::sys::signal::kill(target, sig);
-                }
+        let mut sig = 0;
+        // SAFETY: a valid, blocked set and an out parameter.
+        if unsafe { libc::sigwait(&set.0, &mut sig) } != 0 {
+            continue;
+        }
+        match (sig, tty) {
+            (libc::SIGCHLD, _) => {}
+            (libc::SIGWINCH, Some(t)) => copy_winsize(&t.master),
+            (libc::SIGWINCH, None) => {}
+            _ => {
+                let _ = husk_runtime::Signal::new(sig).map(|s| s.send(pid));
             }
         }
     }
