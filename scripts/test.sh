@@ -21,8 +21,9 @@ cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
 echo "==> the shim and CRI suites again, on containerd 2.x"
 ctd2=$(containerd2)
 "$ctd2" --version
-HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim --test cri --test cri_security \
-    --test cri_namespaces --test cri_storage --test cri_streaming -- --test-threads 4 2>&1 | tee -a "$log"
+HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim --test ctr_runc_parity \
+    --test cri --test cri_security --test cri_namespaces --test cri_storage --test cri_streaming \
+    -- --test-threads 4 2>&1 | tee -a "$log"
 echo "==> Helm chart, rendered by Helm's own engine (helm-python-sdk)"
 venv=/var/cache/husk/venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
