@@ -121,9 +121,10 @@ const HUSK_SHIM: &str = "io.containerd.husk.v2";
 const RUNC_SHIM: &str = "io.containerd.runc.v2";
 const BOTH: &str = "runc,husk";
 
-/// The default matrix: each CRI scenario on runc and husk with the systemd driver on 1.7 (what
-/// a current node runs) and with cgroupfs on 2.x; the core CRI file on 1.6 with systemd; the
-/// shim suite on husk on every line and on runc on 1.7.
+/// The default matrix, sized for the test command's time budget under emulation (a CRI cell
+/// takes ~10–25 min under TCG): every CRI scenario on runc and husk with the systemd driver on
+/// containerd 1.7 (what a current node runs) and with cgroupfs on 2.x; the core CRI file with
+/// systemd on 1.6; the shim suite on husk and on runc on 1.7.
 pub fn default_cells() -> Vec<Cell> {
     use CgroupDriver::*;
     vec![
@@ -132,8 +133,6 @@ pub fn default_cells() -> Vec<Cell> {
         cell(&["cri"], "1.6", Systemd, BOTH, None),
         cell(SHIM, "1.7", Cgroupfs, HUSK_SHIM, None),
         cell(SHIM, "1.7", Cgroupfs, RUNC_SHIM, None),
-        cell(SHIM, "1.6", Cgroupfs, HUSK_SHIM, None),
-        cell(SHIM, "2.x", Cgroupfs, HUSK_SHIM, None),
     ]
 }
 
@@ -246,10 +245,7 @@ pub fn parse(output: &str) -> (Vec<String>, Vec<(String, String)>) {
                 .iter()
                 .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
                 .take(8)
-                .map(|l| match l.char_indices().nth(300) {
-                    Some((i, _)) => format!("{}…", &l[..i]),
-                    None => l.clone(),
-                })
+                .cloned()
                 .collect();
             (name, msg.join("\n"))
         })
@@ -398,12 +394,12 @@ fn run_binary(
 /// summary, and exits non-zero on any failure or when a cell could not run.
 pub fn main(args: &[String]) {
     let mut full = std::env::var("HUSK_NODE_FULL").is_ok_and(|v| v == "1");
-    let mut only: Option<String> = None;
+    let mut only: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--full" => full = true,
-            "--only" => only = it.next().cloned(),
+            "--only" => only.extend(it.next().cloned()),
             _ => {
                 eprintln!("husk-node matrix: unknown argument {a}");
                 std::process::exit(2)
@@ -421,8 +417,8 @@ pub fn main(args: &[String]) {
             .unwrap_or(1800),
     );
     let mut cells = if full { full_cells() } else { default_cells() };
-    if let Some(o) = &only {
-        cells.retain(|c| c.name().contains(o.as_str()));
+    if !only.is_empty() {
+        cells.retain(|c| only.iter().any(|o| c.name().contains(o.as_str())));
     }
     let workspace = NodeVm::workspace();
     let bins = test_binaries(&workspace).unwrap_or_else(|e| {
@@ -438,9 +434,11 @@ pub fn main(args: &[String]) {
         "==> node guest: {} cells ({} matrix{}); OCI images prebuilt on the host in {:.1} s",
         cells.len(),
         if full { "full" } else { "default" },
-        only.as_ref()
-            .map(|o| format!(", only {o:?}"))
-            .unwrap_or_default(),
+        if only.is_empty() {
+            String::new()
+        } else {
+            format!(", only {only:?}")
+        },
         t_images.elapsed().as_secs_f64()
     );
     let t_all = Instant::now();
@@ -542,6 +540,18 @@ fn version_of(versions: &str, path: &str) -> String {
         .to_string()
 }
 
+/// `message` with each line cut at 300 characters (a CRI error can be long).
+fn shorten(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| match l.char_indices().nth(300) {
+            Some((i, _)) => format!("{}…", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The summary and the number of failures that fail the stage: unexpected failures, binaries
 /// that did not finish, and expected-failure entries that excused nothing.
 fn render_summary(summary: &[CellResult], boot_times: &[f64], total: Duration) -> (String, usize) {
@@ -578,7 +588,10 @@ fn render_summary(summary: &[CellResult], boot_times: &[f64], total: Duration) -
                         .iter()
                         .position(|e| e.excuses(&name, &full, msg, reference))
                 });
-                let entry = format!("[{name}] {full}\n    {}\n", msg.replace('\n', "\n    "));
+                let entry = format!(
+                    "[{name}] {full}\n    {}\n",
+                    shorten(msg).replace('\n', "\n    ")
+                );
                 match hit {
                     Some(i) => {
                         used[i] = true;
@@ -668,9 +681,6 @@ mod tests {
             assert!(cells
                 .iter()
                 .any(|c| c.containerd == *l && c.binaries != SHIM));
-            assert!(cells
-                .iter()
-                .any(|c| c.containerd == *l && c.binaries == SHIM));
         }
     }
 }
