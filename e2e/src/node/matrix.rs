@@ -254,14 +254,15 @@ pub fn parse(output: &str) -> (Vec<String>, Vec<(String, String)>) {
 }
 
 /// The test binaries of this workspace's e2e crate, built by cargo (already built by the
-/// host stage; cargo only reports them).
+/// host stage; cargo only reports them), by target name.
 pub fn test_binaries(workspace: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
     let out = std::process::Command::new("cargo")
         .args([
             "test",
             "--locked",
-            "-p",
-            "husk-e2e",
+            // The whole workspace, as the host stage builds it: `-p` alone may resolve
+            // features differently and rebuild.
+            "--workspace",
             "--tests",
             "--no-run",
             "--message-format=json",
@@ -279,7 +280,11 @@ pub fn test_binaries(workspace: &Path) -> Result<BTreeMap<String, PathBuf>, Stri
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        let e2e = v["package_id"]
+            .as_str()
+            .is_some_and(|p| p.contains("/e2e#") || p.contains("husk-e2e"));
         if v["reason"] != "compiler-artifact"
+            || !e2e
             || !v["target"]["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"))
