@@ -291,7 +291,21 @@ fn large_output_reaches_the_log_without_loss() {
             |_| {},
         );
         let st = c.wait_exited(&id);
-        let text = log_text(&pod.log("main"), "stdout");
+        // containerd writes the CRI log on its own schedule: what it had read before the exit
+        // may still be going to the file (seconds under emulation, in the node guest). Lost
+        // lines never arrive, so wait for the file to stop growing, then count.
+        let log = pod.log("main");
+        let t = Instant::now();
+        let mut size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        while t.elapsed() < Duration::from_secs(300) {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            if now == size {
+                break;
+            }
+            size = now;
+        }
+        let text = log_text(&log, "stdout");
         pod.remove(c);
         let mut next = 1;
         let mut gaps = Vec::new();
