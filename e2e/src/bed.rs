@@ -279,6 +279,9 @@ state = "{d}/state"
         let mut c = Command::new(self.ctr_bin());
         c.arg("--address")
             .arg(self.socket())
+            // ctr gives up connecting after 10 s by default; 50 ctr processes starting at once
+            // in the emulated node guest can take longer than that.
+            .args(["--connect-timeout", "60s"])
             .args(["--namespace", &self.ns])
             .args(args)
             .stdin(Stdio::null());

@@ -390,10 +390,14 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         !std::path::Path::new(&cgroup).exists(),
         "cgroup {cgroup} left behind"
     );
-    assert!(
-        !std::path::Path::new(&socket).exists(),
-        "the dead shim's socket was left behind"
-    );
+    // husk's `shim delete` also removes the dead shim's socket; containerd's runc shim leaves
+    // it (seen with containerd 1.7 in the node guest), so this holds husk only.
+    if RUNTIME.as_str() == "io.containerd.husk.v2" {
+        assert!(
+            !std::path::Path::new(&socket).exists(),
+            "the dead shim's socket was left behind"
+        );
+    }
 }
 
 #[test]
