@@ -9,6 +9,7 @@
 //! | `HUSK_E2E_HANDLERS` | CRI handlers a scenario runs on, the first is the reference | `runc,husk` |
 //! | `HUSK_E2E_RUNTIME` | the runtime the ctr shim suite drives | `io.containerd.husk.v2` |
 //! | `HUSK_IMAGE_DIR` | prebuilt OCI archives (`crate::images::prebuild`) used instead of building | unset: built per bed |
+//! | `HUSK_E2E_FLOOD_LINES` | lines the log-flood scenario writes | 2000000 |
 
 use std::path::PathBuf;
 
@@ -100,6 +101,15 @@ pub fn image_dir() -> Option<PathBuf> {
     std::env::var_os("HUSK_IMAGE_DIR")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
+}
+
+/// `HUSK_E2E_FLOOD_LINES`: how many lines the log-flood scenario writes (2,000,000 by default;
+/// the node guest asks for fewer: under emulation 2 million take ~10 min per cell).
+pub fn flood_lines() -> usize {
+    std::env::var("HUSK_E2E_FLOOD_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000)
 }
 
 /// Whether this host runs the unified cgroup v2 hierarchy at /sys/fs/cgroup.

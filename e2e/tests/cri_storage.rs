@@ -278,7 +278,7 @@ fn many_pods_at_once() {
 /// exact count on every containerd, and runc's count is printed for the record, not compared.
 #[test]
 fn large_output_reaches_the_log_without_loss() {
-    const LINES: usize = 2_000_000;
+    let lines_wanted = husk_e2e::env::flood_lines();
     let bed = TestBed::start();
     let mut c = bed.cri(&[BUSYBOX]);
     let flood = |c: &mut Cri, handler: &str, round: usize| {
@@ -287,7 +287,7 @@ fn large_output_reaches_the_log_without_loss() {
             c,
             "main",
             BUSYBOX,
-            &["seq", "1", &LINES.to_string()],
+            &["seq", "1", &lines_wanted.to_string()],
             |_| {},
         );
         let st = c.wait_exited(&id);
@@ -322,11 +322,11 @@ fn large_output_reaches_the_log_without_loss() {
     if handlers.iter().any(|h| h == "runc") {
         let runc = flood(&mut c, "runc", 0);
         eprintln!(
-            "runc: exit {} with {} of {LINES} lines, gaps {:?}",
+            "runc: exit {} with {} of {lines_wanted} lines, gaps {:?}",
             runc.0, runc.1, runc.2
         );
         runc_seen = format!(
-            "runc: passed (exit {}, {} of {LINES} lines)",
+            "runc: passed (exit {}, {} of {lines_wanted} lines)",
             runc.0, runc.1
         );
     }
@@ -340,7 +340,7 @@ fn large_output_reaches_the_log_without_loss() {
             let (code, lines, gaps) = flood(&mut c, "husk", round);
             assert_eq!(
                 (code, lines, gaps),
-                (0, LINES, vec![]),
+                (0, lines_wanted, vec![]),
                 "husk, round {round}"
             );
         }

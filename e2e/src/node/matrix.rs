@@ -104,6 +104,8 @@ impl Cell {
                 format!("{}/images", super::GUEST_OUT),
             ),
             ("RUST_BACKTRACE".into(), "0".into()),
+            // 2 million lines per flood take ~10 min per cell under emulation.
+            ("HUSK_E2E_FLOOD_LINES".into(), "200000".into()),
         ];
         if self.binaries == SHIM {
             e.push(("HUSK_E2E_RUNTIME".into(), self.handlers.into()));
