@@ -53,6 +53,9 @@ pub struct TestBed {
     pub dir: tempfile::TempDir,
     pub containerd: Option<Child>,
     pub containerd_bin: PathBuf,
+    /// Teardown fails the test when containerd logged a line of `FORBIDDEN_LOG_LINES`
+    /// (true unless a caller reports them itself, as the benchmark does).
+    pub forbid_log_lines: bool,
 }
 
 impl TestBed {
@@ -149,6 +152,7 @@ state = "{d}/state"
             dir,
             containerd: None,
             containerd_bin,
+            forbid_log_lines: true,
         };
         bed.start_containerd();
         bed
@@ -433,6 +437,59 @@ impl Drop for TestBed {
             .flatten()
         {
             let _ = std::fs::remove_dir(h.path().join(&self.ns));
+        }
+        self.check_log();
+    }
+}
+
+/// Lines containerd must never log while driving a shim, with why.
+pub const FORBIDDEN_LOG_LINES: [(&str, &str); 1] = [(
+    "received message on inactive stream",
+    "a shim answered a ttrpc request containerd no longer waited for (or answered twice)",
+)];
+
+impl TestBed {
+    /// Lines of containerd's log that must not be there (see `FORBIDDEN_LOG_LINES`).
+    pub fn forbidden_log_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| FORBIDDEN_LOG_LINES.iter().any(|(f, _)| l.contains(f)))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Run at teardown: fails the test if containerd logged a forbidden line. containerd's log
+    /// is kept under /tmp/husk-e2e-logs whenever the test failed or the check trips, since
+    /// the bed's own directory goes with it.
+    fn check_log(&self) {
+        let bad = if self.forbid_log_lines {
+            self.forbidden_log_lines()
+        } else {
+            Vec::new()
+        };
+        if bad.is_empty() && !std::thread::panicking() {
+            return;
+        }
+        let kept = PathBuf::from("/tmp/husk-e2e-logs").join(format!("{}.containerd.log", self.ns));
+        let _ = std::fs::create_dir_all(kept.parent().unwrap());
+        let _ = std::fs::copy(self.dir.path().join("containerd.log"), &kept);
+        eprintln!(
+            "test bed {}: containerd's log kept at {}",
+            self.ns,
+            kept.display()
+        );
+        if !bad.is_empty() && !std::thread::panicking() {
+            let why: Vec<String> = FORBIDDEN_LOG_LINES
+                .iter()
+                .filter(|(f, _)| bad.iter().any(|l| l.contains(f)))
+                .map(|(f, why)| format!("`{f}`: {why}"))
+                .collect();
+            panic!(
+                "containerd logged {} forbidden line(s) ({}):\n{}",
+                bad.len(),
+                why.join("; "),
+                bad.join("\n")
+            );
         }
     }
 }

@@ -427,3 +427,51 @@ fn fifty_concurrent_execs_into_one_container() {
     // The container is still healthy and holds only its init.
     assert_eq!(bed.ctr_ok(&["task", "ps", "ex"]).lines().count(), 2);
 }
+
+#[test]
+fn kill_of_an_exited_task_answers_as_runcs_shim() {
+    // containerd's WithProcessKill (CRI's exit handler, `ctr task delete -f`) waits on a task
+    // and sends it Kill with `all`; if that Kill fails with FailedPrecondition, containerd
+    // drops its pending Wait and the shim's reply lands on an inactive ttrpc stream (the
+    // test bed fails any test whose containerd logs that).
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let mut seen = Vec::new();
+    for rt in [RT, "io.containerd.runc.v2"] {
+        let id = format!("done-{}", rt.split('.').nth(2).unwrap());
+        bed.ctr_ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            BUSYBOX,
+            &id,
+            "sh",
+            "-c",
+            "exit 3",
+        ]);
+        wait_task_status(&bed, &id, "STOPPED");
+        let all = bed.ctr(&["task", "kill", "--all", "-s", "SIGKILL", &id]);
+        let one = bed.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+        let del = bed.ctr(&["task", "delete", "--force", &id]);
+        seen.push((
+            rt,
+            code(&all),
+            code(&one),
+            text(&one.stderr).contains("already finished"),
+            code(&del),
+        ));
+        bed.ctr_ok(&["container", "rm", &id]);
+    }
+    // runc: kill --all of an exited task succeeds; a plain kill is NotFound ("already finished").
+    assert_eq!(
+        seen[1],
+        ("io.containerd.runc.v2", 0, 1, true, 0),
+        "{seen:?}"
+    );
+    assert_eq!(
+        (seen[0].1, seen[0].2, seen[0].3, seen[0].4),
+        (seen[1].1, seen[1].2, seen[1].3, seen[1].4),
+        "husk answers as runc's shim: {seen:?}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use crate::events::{Event, Publisher};
 use crate::io::ProcessIo;
-use crate::lifecycle::{Emit, EventGate, Exit, ProcState, Transition};
+use crate::lifecycle::{Emit, EventGate, Exit, KillTarget, ProcState, Transition};
 use async_trait::async_trait;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task as ev;
@@ -41,7 +41,7 @@ fn from_runtime(e: husk_runtime::Error) -> ttrpc::Error {
 
 fn from_transition(e: Transition) -> ttrpc::Error {
     let code = match e {
-        Transition::Deleted(_) => Code::NOT_FOUND,
+        Transition::Deleted(_) | Transition::Finished(_) => Code::NOT_FOUND,
         _ => Code::FAILED_PRECONDITION,
     };
     status(code, e.to_string())
@@ -765,15 +765,27 @@ impl Task for Service {
         })?;
         let c = ctr.lock().unwrap();
         let (pid, state) = c.process(&req.exec_id).map(|p| (p.pid, p.state))?;
-        if matches!(state, ProcState::Stopped(_) | ProcState::Deleted) && !req.all {
-            return Err(status(Code::NOT_FOUND, "process already finished"));
-        }
-        if req.exec_id.is_empty() {
+        let who = if req.exec_id.is_empty() {
+            &req.id
+        } else {
+            &req.exec_id
+        };
+        match state
+            .kill(who, req.exec_id.is_empty(), req.all)
+            .map_err(from_transition)?
+        {
             // A created init counts as running for kill (containerd kills before delete).
-            c.container.kill(sig, req.all).map_err(from_runtime)?;
-        } else if pid > 0 {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?;
+            KillTarget::Init { all } => c.container.kill(sig, all).map_err(from_runtime)?,
+            KillTarget::RemainingOfStoppedInit => match c.container.kill(sig, true) {
+                Ok(()) | Err(husk_runtime::Error::IllegalState { .. }) => {}
+                Err(e) => return Err(from_runtime(e)),
+            },
+            // Start has not learnt the pid yet (kill(0) would signal the shim's own group).
+            KillTarget::Exec if pid == 0 => {
+                return Err(from_transition(Transition::NotStarted(who.clone())))
+            }
+            KillTarget::Exec => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?,
         }
         Ok(api::Empty::new())
     }
