@@ -371,17 +371,20 @@ state = "{d}/state"
 impl Drop for TestBed {
     fn drop(&mut self) {
         if self.containerd.is_some() {
-            if let Ok(out) = self.ctr_cmd(&["task", "ls", "-q"]).output() {
+            // Bounded: a shim that hangs must fail its test, not hang the teardown.
+            let ctr = |args: &[&str]| {
+                self.ctr_cmd(&[&["--timeout", "30s"], args].concat())
+                    .output()
+            };
+            if let Ok(out) = ctr(&["task", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self
-                        .ctr_cmd(&["task", "kill", "-s", "SIGKILL", id])
-                        .output();
-                    let _ = self.ctr_cmd(&["task", "delete", "-f", id]).output();
+                    let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                    let _ = ctr(&["task", "delete", "-f", id]);
                 }
             }
-            if let Ok(out) = self.ctr_cmd(&["container", "ls", "-q"]).output() {
+            if let Ok(out) = ctr(&["container", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self.ctr_cmd(&["container", "rm", id]).output();
+                    let _ = ctr(&["container", "rm", id]);
                 }
             }
         }

@@ -7,6 +7,7 @@ pub mod cri;
 pub mod images;
 pub mod probe;
 pub mod profile;
+pub mod shim_api;
 pub mod stream;
 pub mod suite;
 

@@ -3,6 +3,7 @@
 //! created in process through `husk_runtime`.
 
 mod args;
+mod console;
 mod events;
 mod io;
 mod lifecycle;

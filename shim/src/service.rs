@@ -2,6 +2,7 @@
 //! a pod. The container map lock is only held for lookups, never across creation; runtime
 //! calls that fork run on blocking threads under the reaper's spawn guard.
 
+use crate::console::{ConsoleSocket, CONSOLE_WAIT};
 use crate::events::{Event, Publisher};
 use crate::io::ProcessIo;
 use crate::lifecycle::{Emit, EventGate, Exit, KillTarget, ProcState, Transition};
@@ -233,33 +234,72 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| status(Code::INTERNAL, format!("task: {e}")))
 }
 
-/// A temporary console socket the runtime sends the pty master to.
-fn console_socket() -> std::io::Result<(std::os::unix::net::UnixListener, PathBuf)> {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = PathBuf::from(crate::manager::SOCKET_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "husk-console-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&path);
-    Ok((std::os::unix::net::UnixListener::bind(&path)?, path))
+/// runc refuses a console socket for a process without a terminal, and a terminal without a
+/// console socket ("cannot use console socket if runc will not detach or allocate tty"), so
+/// containerd's runc shim fails such a Create; husk refuses it before creating anything.
+fn check_terminal(bundle: &std::path::Path, requested: bool) -> Result<(), String> {
+    let config = bundle.join("config.json");
+    let Ok(data) = std::fs::read(&config) else {
+        return Ok(()); // the runtime reports a missing or unreadable config.json
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+        return Ok(());
+    };
+    let in_spec = v
+        .pointer("/process/terminal")
+        .and_then(|t| t.as_bool())
+        .unwrap_or(false);
+    if in_spec != requested {
+        return Err(format!(
+            "the request's terminal ({requested}) differs from process.terminal ({in_spec}) in {}",
+            config.display()
+        ));
+    }
+    Ok(())
 }
 
-fn receive_console(
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-) -> Result<OwnedFd, String> {
-    listener.set_nonblocking(false).ok();
-    let r = (|| {
-        let (conn, _) = listener
-            .accept()
-            .map_err(|e| format!("accept console: {e}"))?;
-        husk_runtime::tty::recv_fd(&conn).map_err(|e| e.to_string())
-    })();
-    let _ = std::fs::remove_file(path);
-    r
+/// The console socket for a process with a terminal, in containerd's socket directory.
+fn console_socket(terminal: bool) -> TResult<Option<ConsoleSocket>> {
+    if !terminal {
+        return Ok(None);
+    }
+    ConsoleSocket::bind(std::path::Path::new(crate::manager::SOCKET_DIR))
+        .map(Some)
+        .map_err(|e| status(Code::INTERNAL, e.to_string()))
+}
+
+/// The pty master from `sock` (bounded by `CONSOLE_WAIT`) and the IO copying it to the
+/// process's stdio: the master is kept for ResizePty.
+async fn receive_terminal(
+    sock: ConsoleSocket,
+    stdin: String,
+    stdout: String,
+) -> Result<(OwnedFd, ProcessIo), String> {
+    let master = blocking(move || sock.receive(CONSOLE_WAIT))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let reader = master
+        .try_clone()
+        .map_err(|e| format!("dup pty master: {e}"))?;
+    let io = crate::io::setup_terminal(reader, &stdin, &stdout)?;
+    Ok((master, io))
+}
+
+/// Kills and reaps a process the shim gives up on before its exit is watched (bounded: a
+/// SIGKILLed process exits at once unless the kernel is stuck, and then the orphan reaper
+/// takes it later).
+async fn kill_and_reap(pid: i32, pidfd: OwnedFd) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    if tokio::time::timeout(
+        CONSOLE_WAIT,
+        crate::reaper::wait(pid, pidfd, std::future::ready(())),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(pid, "killed process did not exit in time");
+    }
 }
 
 fn task_status(s: ProcState, paused: bool) -> api::Status {
@@ -303,6 +343,7 @@ impl Task for Service {
             ));
         }
         let bundle = PathBuf::from(&req.bundle);
+        check_terminal(&bundle, req.terminal).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let rootfs = bundle.join("rootfs");
         crate::mount::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| status(Code::INTERNAL, e))?;
         let fail = |e: ttrpc::Error| {
@@ -325,19 +366,12 @@ impl Task for Service {
             )
             .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
         };
-        let console = if req.terminal {
-            Some(
-                console_socket()
-                    .map_err(|e| fail(status(Code::INTERNAL, format!("console socket: {e}"))))?,
-            )
-        } else {
-            None
-        };
+        let console = console_socket(req.terminal).map_err(fail)?;
         let rt = self.runtime.clone();
         let id = req.id.clone();
         let opts = husk_runtime::CreateOptions {
             bundle: bundle.clone(),
-            console_socket: console.as_ref().map(|c| c.1.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             stdio: husk_runtime::StdioFds {
                 stdin: io.stdin.take(),
                 stdout: io.stdout.take(),
@@ -361,21 +395,30 @@ impl Task for Service {
         let pid = container.pid();
         let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         init.pid = pid as u32;
-        if let Some((listener, path)) = console {
-            let master = blocking(move || receive_console(listener, path))
-                .await?
-                .map_err(|e| status(Code::INTERNAL, e))?;
-            let tio = crate::io::setup_terminal(
-                master
-                    .try_clone()
-                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
-                &req.stdin,
-                &req.stdout,
-            )
-            .map_err(|e| status(Code::INTERNAL, e))?;
-            init.console = Some(master);
-            io = tio;
+        let mut pidfd = Some(pidfd);
+        if let Some(sock) = console {
+            match receive_terminal(sock, req.stdin.clone(), req.stdout.clone()).await {
+                Ok((master, tio)) => {
+                    init.console = Some(master);
+                    io = tio;
+                }
+                Err(e) => {
+                    // Nothing may stay behind a failed Create: the init, its cgroup, state
+                    // and the rootfs mount go.
+                    let (rt, id) = (self.runtime.clone(), req.id.clone());
+                    let _ = blocking(move || {
+                        let _g = crate::reaper::spawn_guard();
+                        rt.load(&id).and_then(|c| c.delete(true))
+                    })
+                    .await;
+                    if let Some(fd) = pidfd.take() {
+                        kill_and_reap(pid, fd).await;
+                    }
+                    return Err(fail(status(Code::INTERNAL, e)));
+                }
+            }
         }
+        let pidfd = pidfd.take().expect("pidfd kept until the exit watch");
         let output = io.progress();
         init.io = Some(io);
         let cgroup_paths = container.persisted().cgroup.clone();
@@ -508,14 +551,13 @@ impl Task for Service {
                 }
             }
         };
-        let console = if terminal {
-            Some(console_socket().map_err(|e| status(Code::INTERNAL, e.to_string()))?)
-        } else {
-            None
+        let console = match console_socket(terminal) {
+            Ok(c) => c,
+            Err(e) => return Err(fail_exec(&ctr, &self.events, e)),
         };
         let opts = husk_runtime::ExecOptions {
             process: spec,
-            console_socket: console.as_ref().map(|c| c.1.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             stdio: husk_runtime::StdioFds {
                 stdin: io.stdin.take(),
                 stdout: io.stdout.take(),
@@ -537,21 +579,20 @@ impl Task for Service {
             Ok(x) => x,
             Err(e) => return Err(fail_exec(&ctr, &self.events, from_runtime(e))),
         };
-        if let Some((listener, path)) = console {
-            let master = blocking(move || receive_console(listener, path))
-                .await?
-                .map_err(|e| status(Code::INTERNAL, e))?;
-            io = crate::io::setup_terminal(
-                master
-                    .try_clone()
-                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
-                &stdin,
-                &stdout,
-            )
-            .map_err(|e| status(Code::INTERNAL, e))?;
-            let mut c = ctr.lock().unwrap();
-            if let Some(p) = c.execs.get_mut(&req.exec_id) {
-                p.console = Some(master);
+        if let Some(sock) = console {
+            match receive_terminal(sock, stdin, stdout).await {
+                Ok((master, tio)) => {
+                    io = tio;
+                    let mut c = ctr.lock().unwrap();
+                    if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                        p.console = Some(master);
+                    }
+                }
+                Err(e) => {
+                    // Nobody holds the process's terminal: it must not run on as a zombie.
+                    kill_and_reap(pid, pidfd).await;
+                    return Err(fail_exec(&ctr, &self.events, status(Code::INTERNAL, e)));
+                }
             }
         }
         let output = io.progress();
@@ -794,8 +835,11 @@ impl Task for Service {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, "exec");
         crate::residency::touch();
         let ctr = self.get(&req.id)?;
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
+        let mut spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
             .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec spec: {e}")))?;
+        // The request's terminal flag wins over the process JSON's, as in containerd's runc
+        // shim: containerd's client may set one and not the other.
+        spec.set_terminal(Some(req.terminal));
         let mut c = ctr.lock().unwrap();
         if c.execs.contains_key(&req.exec_id) {
             return Err(status(
@@ -825,12 +869,12 @@ impl Task for Service {
         let ctr = self.get(&req.id)?;
         let c = ctr.lock().unwrap();
         let p = c.process(&req.exec_id)?;
-        let console = p
-            .console
-            .as_ref()
-            .ok_or_else(|| status(Code::FAILED_PRECONDITION, "process has no terminal"))?;
-        husk_runtime::tty::set_size(console, req.height as u16, req.width as u16)
-            .map_err(from_runtime)?;
+        // A process without a terminal has nothing to resize: success, as runc's shim answers
+        // (clients resize unconditionally).
+        if let Some(console) = &p.console {
+            husk_runtime::tty::set_size(console, req.height as u16, req.width as u16)
+                .map_err(from_runtime)?;
+        }
         Ok(api::Empty::new())
     }
 
@@ -925,5 +969,31 @@ impl Task for Service {
             self.shutdown.notify_one();
         }
         Ok(api::Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_refuses_a_terminal_the_spec_does_not_have_and_the_reverse() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |t: &str| std::fs::write(dir.path().join("config.json"), t).unwrap();
+        cfg(r#"{"process":{"terminal":false}}"#);
+        assert!(check_terminal(dir.path(), false).is_ok());
+        let e = check_terminal(dir.path(), true).unwrap_err();
+        assert!(
+            e.contains("terminal (true) differs from process.terminal (false)"),
+            "{e}"
+        );
+        cfg(r#"{"process":{"terminal":true}}"#);
+        assert!(check_terminal(dir.path(), true).is_ok());
+        assert!(check_terminal(dir.path(), false).is_err());
+        // No terminal field means none; no config.json is the runtime's error to report.
+        cfg(r#"{"process":{}}"#);
+        assert!(check_terminal(dir.path(), false).is_ok());
+        std::fs::remove_file(dir.path().join("config.json")).unwrap();
+        assert!(check_terminal(dir.path(), true).is_ok());
     }
 }
