@@ -475,3 +475,49 @@ fn kill_of_an_exited_task_answers_as_runcs_shim() {
         "husk answers as runc's shim: {seen:?}"
     );
 }
+
+#[test]
+fn stdin_written_before_it_is_closed_reaches_the_process() {
+    // ctr copies its stdin into the task's stdin FIFO, closes the FIFO at end-of-file and
+    // then sends CloseIO: every byte written before CloseIO must reach the process (runc's
+    // shim closes only its own write handle and copies to end-of-file). husk used to drop its
+    // copy at once, losing what was still in the FIFO (about 1 exec in 20 lost its last line),
+    // and ignored a CloseIO that came while Start was still running (`cat` never ended).
+    const EXECS: usize = 60;
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "in", "sleep", "1000"]);
+    wait_task_status(&bed, "in", "RUNNING");
+    for i in 0..EXECS {
+        let mut child = bed
+            .ctr_cmd(&[
+                "--timeout",
+                "20s",
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("in{i}"),
+                "in",
+                "cat",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        use std::io::Write;
+        stdin.write_all(b"hello\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        stdin.write_all(b"hello\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            code(&out) == 0 && text(&out.stdout) == "hello\nhello\n",
+            "exec {i} of {EXECS} lost stdin: exit {}, stdout {:?}, stderr {:?}",
+            code(&out),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}

@@ -106,7 +106,8 @@ fn poll_readable(fd: &impl AsRawFd, deadline: Instant) -> std::io::Result<bool> 
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // Rounded up: poll's millisecond timeout must not end before the deadline.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
         // SAFETY: poll on one valid pollfd.
         let r = unsafe { libc::poll(&mut p, 1, ms) };
         if r < 0 {
@@ -115,6 +116,9 @@ fn poll_readable(fd: &impl AsRawFd, deadline: Instant) -> std::io::Result<bool> 
                 continue;
             }
             return Err(e);
+        }
+        if r == 0 && Instant::now() < deadline {
+            continue;
         }
         return Ok(r > 0);
     }

@@ -56,6 +56,9 @@ struct Proc {
     stderr: String,
     terminal: bool,
     io: Option<ProcessIo>,
+    /// CloseIO on stdin came (possibly before Start set up the IO: ctr closes stdin as soon
+    /// as its own input ends, which can be while Start is still running).
+    stdin_closed: bool,
     console: Option<OwnedFd>,
     exit: watch::Sender<Option<Exit>>,
     spec: Option<oci_spec::runtime::Process>,
@@ -71,6 +74,7 @@ impl Proc {
             stderr: stderr.into(),
             terminal,
             io: None,
+            stdin_closed: false,
             console: None,
             exit: watch::channel(None).0,
             spec: None,
@@ -90,6 +94,15 @@ struct Ctr {
 }
 
 impl Ctr {
+    fn process_mut(&mut self, exec_id: &str) -> TResult<&mut Proc> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {exec_id} not found")))
+    }
+
     /// The init (empty exec id) or one of the execs.
     fn process(&self, exec_id: &str) -> TResult<&Proc> {
         if exec_id.is_empty() {
@@ -600,6 +613,9 @@ impl Task for Service {
             let mut c = ctr.lock().unwrap();
             if let Some(p) = c.execs.get_mut(&req.exec_id) {
                 p.pid = pid as u32;
+                if p.stdin_closed {
+                    io.close_stdin();
+                }
                 p.io = Some(io);
             }
             let emits = c.gate.exec_started(&req.exec_id, pid as u32);
@@ -880,11 +896,12 @@ impl Task for Service {
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
-        let c = ctr.lock().unwrap();
-        let p = c.process(&req.exec_id)?;
+        let mut c = ctr.lock().unwrap();
+        let p = c.process_mut(&req.exec_id)?;
         if req.stdin {
-            if let Some(io) = &p.io {
-                io.stdin_writer.lock().unwrap().take();
+            p.stdin_closed = true;
+            if let Some(io) = &mut p.io {
+                io.close_stdin();
             }
         }
         Ok(api::Empty::new())
