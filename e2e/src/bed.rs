@@ -17,6 +17,14 @@ pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
 pub const SETUID: &str = "docker.io/husk/setuid:latest";
 /// A web server: busybox httpd serving /www on port 8080.
 pub const WEB: &str = "docker.io/husk/web:latest";
+/// A CRI handler of husk whose options section names a cgroup for its shims
+/// (`TestBed::shim_cgroup`, which the test creates).
+pub const SHIM_CGROUP_HANDLER: &str = "husk-shim-cgroup";
+
+fn shim_cgroup_of(ns: &str) -> String {
+    format!("/{ns}-shims")
+}
+
 /// The containerd namespace CRI works in.
 pub const CRI_NS: &str = "k8s.io";
 
@@ -86,10 +94,20 @@ impl TestBed {
         if with_husk {
             std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
         }
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("husk-e2e-{}-{n}", std::process::id());
+        // `husk` as kubelet's RuntimeClass handler; `husk-shim-cgroup` also names a cgroup for
+        // its shims in its options section (runtimeoptions' config_body, containerd >= 1.7).
         let husk = if with_husk {
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n"
+            format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}]\n  runtime_type = \"io.containerd.husk.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}.options]\n  ShimCgroup = \"{}\"\n",
+                shim_cgroup_of(&ns)
+            )
         } else {
-            ""
+            String::new()
         };
         let d = dir.path().display();
         let config = format!(
@@ -121,9 +139,6 @@ state = "{d}/state"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let ns = format!("husk-e2e-{}-{n}", std::process::id());
         // A bridge, a subnet and a network name of its own: test beds never share pod networks.
         let bridge = format!("hk{}x{n}", std::process::id() % 100_000);
         let net = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
@@ -156,6 +171,27 @@ state = "{d}/state"
         };
         bed.start_containerd();
         bed
+    }
+
+    /// The cgroup `SHIM_CGROUP_HANDLER`'s options name (absolute in every hierarchy).
+    pub fn shim_cgroup(&self) -> String {
+        shim_cgroup_of(&self.ns)
+    }
+
+    /// containerd's version, from `containerd --version` (e.g. "1.6.20", "2.1.9").
+    pub fn containerd_version(&self) -> String {
+        let out = Command::new(&self.containerd_bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .find(|w| {
+                w.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+            .map(|w| w.trim_start_matches('v').to_string())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -11,9 +11,11 @@ mod manager;
 mod metrics;
 mod mount;
 mod oom;
+mod options;
 mod reaper;
 mod residency;
 mod service;
+mod shim_cgroup;
 
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc;
