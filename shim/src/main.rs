@@ -28,10 +28,14 @@ fn main() {
     let args = match args::parse(&argv) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("containerd-shim-husk-v2: {e}");
+            eprintln!("containerd-shim-husk-v2: {e} (-h prints usage)");
             std::process::exit(2);
         }
     };
+    if args.help {
+        println!("{}", args::USAGE);
+        return;
+    }
     if args.info {
         manager::print(&manager::info());
         return;
