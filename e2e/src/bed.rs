@@ -17,6 +17,14 @@ pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
 pub const SETUID: &str = "docker.io/husk/setuid:latest";
 /// A web server: busybox httpd serving /www on port 8080.
 pub const WEB: &str = "docker.io/husk/web:latest";
+/// A CRI handler of husk whose options section names a cgroup for its shims
+/// (`TestBed::shim_cgroup`, which the test creates).
+pub const SHIM_CGROUP_HANDLER: &str = "husk-shim-cgroup";
+
+fn shim_cgroup_of(ns: &str) -> String {
+    format!("/{ns}-shims")
+}
+
 /// The containerd namespace CRI works in.
 pub const CRI_NS: &str = "k8s.io";
 
@@ -67,6 +75,9 @@ pub struct TestBed {
     /// The cgroup driver the handlers were configured with (`HUSK_CGROUP_DRIVER`); `None`:
     /// containerd's defaults (cgroupfs) and pods without a cgroup parent.
     pub driver: Option<crate::env::CgroupDriver>,
+    /// Teardown fails the test when containerd logged a line of `FORBIDDEN_LOG_LINES`
+    /// (true unless a caller reports them itself, as the benchmark does).
+    pub forbid_log_lines: bool,
 }
 
 /// The `options` table of a runc-type handler: `SystemdCgroup` when a driver is chosen, and the
@@ -148,10 +159,18 @@ impl TestBed {
             std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
         }
         let driver = crate::env::CgroupDriver::from_env();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("husk-e2e-{}-{n}", std::process::id());
+        // `husk` as kubelet's RuntimeClass handler; `husk-shim-cgroup` also names a cgroup for
+        // its shims in its options section (runtimeoptions' config_body, containerd >= 1.7).
         let husk = if with_husk {
             format!(
-                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n{}",
-                husk_options(driver)
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n{}\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}]\n  runtime_type = \"io.containerd.husk.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}.options]\n  ShimCgroup = \"{}\"\n",
+                husk_options(driver),
+                shim_cgroup_of(&ns)
             )
         } else {
             String::new()
@@ -193,9 +212,6 @@ state = "{d}/state"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let ns = format!("husk-e2e-{}-{n}", std::process::id());
         // A bridge, a subnet and a network name of its own: test beds never share pod networks.
         let bridge = format!("hk{}x{n}", std::process::id() % 100_000);
         let net = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
@@ -225,9 +241,31 @@ state = "{d}/state"
             containerd: None,
             containerd_bin,
             driver,
+            forbid_log_lines: true,
         };
         bed.start_containerd();
         bed
+    }
+
+    /// The cgroup `SHIM_CGROUP_HANDLER`'s options name (absolute in every hierarchy).
+    pub fn shim_cgroup(&self) -> String {
+        shim_cgroup_of(&self.ns)
+    }
+
+    /// containerd's version, from `containerd --version` (e.g. "1.6.20", "2.1.9").
+    pub fn containerd_version(&self) -> String {
+        let out = Command::new(&self.containerd_bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .find(|w| {
+                w.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+            .map(|w| w.trim_start_matches('v').to_string())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -415,17 +453,20 @@ state = "{d}/state"
 impl Drop for TestBed {
     fn drop(&mut self) {
         if self.containerd.is_some() {
-            if let Ok(out) = self.ctr_cmd(&["task", "ls", "-q"]).output() {
+            // Bounded: a shim that hangs must fail its test, not hang the teardown.
+            let ctr = |args: &[&str]| {
+                self.ctr_cmd(&[&["--timeout", "30s"], args].concat())
+                    .output()
+            };
+            if let Ok(out) = ctr(&["task", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self
-                        .ctr_cmd(&["task", "kill", "-s", "SIGKILL", id])
-                        .output();
-                    let _ = self.ctr_cmd(&["task", "delete", "-f", id]).output();
+                    let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                    let _ = ctr(&["task", "delete", "-f", id]);
                 }
             }
-            if let Ok(out) = self.ctr_cmd(&["container", "ls", "-q"]).output() {
+            if let Ok(out) = ctr(&["container", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self.ctr_cmd(&["container", "rm", id]).output();
+                    let _ = ctr(&["container", "rm", id]);
                 }
             }
         }
@@ -484,6 +525,7 @@ impl Drop for TestBed {
         }
         let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{}", self.ns));
         self.remove_pod_parents();
+        self.check_log();
     }
 }
 
@@ -523,6 +565,58 @@ impl TestBed {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Lines containerd must never log while driving a shim, with why.
+pub const FORBIDDEN_LOG_LINES: [(&str, &str); 1] = [(
+    "received message on inactive stream",
+    "a shim answered a ttrpc request containerd no longer waited for (or answered twice)",
+)];
+
+impl TestBed {
+    /// Lines of containerd's log that must not be there (see `FORBIDDEN_LOG_LINES`).
+    pub fn forbidden_log_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| FORBIDDEN_LOG_LINES.iter().any(|(f, _)| l.contains(f)))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Run at teardown: fails the test if containerd logged a forbidden line. containerd's log
+    /// is kept under /tmp/husk-e2e-logs whenever the test failed or the check trips, since
+    /// the bed's own directory goes with it.
+    fn check_log(&self) {
+        let bad = if self.forbid_log_lines {
+            self.forbidden_log_lines()
+        } else {
+            Vec::new()
+        };
+        if bad.is_empty() && !std::thread::panicking() {
+            return;
+        }
+        let kept = PathBuf::from("/tmp/husk-e2e-logs").join(format!("{}.containerd.log", self.ns));
+        let _ = std::fs::create_dir_all(kept.parent().unwrap());
+        let _ = std::fs::copy(self.dir.path().join("containerd.log"), &kept);
+        eprintln!(
+            "test bed {}: containerd's log kept at {}",
+            self.ns,
+            kept.display()
+        );
+        if !bad.is_empty() && !std::thread::panicking() {
+            let why: Vec<String> = FORBIDDEN_LOG_LINES
+                .iter()
+                .filter(|(f, _)| bad.iter().any(|l| l.contains(f)))
+                .map(|(f, why)| format!("`{f}`: {why}"))
+                .collect();
+            panic!(
+                "containerd logged {} forbidden line(s) ({}):\n{}",
+                bad.len(),
+                why.join("; "),
+                bad.join("\n")
+            );
         }
     }
 }

@@ -96,6 +96,12 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Uninstall words, not install's ("picks up the handler on its next start").
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("drops the handler on its next start") && !said.contains("picks up"),
+        "{said}"
+    );
     let after = std::fs::read_to_string(d.join("config.toml")).unwrap();
     assert!(!after.contains("io.containerd.husk.v2"), "{after}");
     assert!(!d.join("bin/containerd-shim-husk-v2").exists());

@@ -3,6 +3,7 @@
 //! created in process through `husk_runtime`.
 
 mod args;
+mod console;
 mod events;
 mod io;
 mod lifecycle;
@@ -10,9 +11,11 @@ mod manager;
 mod metrics;
 mod mount;
 mod oom;
+mod options;
 mod reaper;
 mod residency;
 mod service;
+mod shim_cgroup;
 
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc;
@@ -25,10 +28,14 @@ fn main() {
     let args = match args::parse(&argv) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("containerd-shim-husk-v2: {e}");
+            eprintln!("containerd-shim-husk-v2: {e} (-h prints usage)");
             std::process::exit(2);
         }
     };
+    if args.help {
+        println!("{}", args::USAGE);
+        return;
+    }
     if args.info {
         manager::print(&manager::info());
         return;

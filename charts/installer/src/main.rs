@@ -119,10 +119,25 @@ fn host_mount_ns() -> Option<std::fs::File> {
         .then_some(host)
 }
 
+/// What a restart of containerd would change: the handler registered, or removed.
+#[derive(Clone, Copy)]
+enum Change {
+    Installed,
+    Removed,
+}
+
+/// The line printed when containerd is left running.
+fn not_restarted(change: Change) -> &'static str {
+    match change {
+        Change::Installed => "containerd was not restarted (pass --restart): it picks up the handler on its next start; running pods survive the restart with husk.",
+        Change::Removed => "containerd was not restarted (pass --restart): it drops the handler on its next start; until then it still offers the handler, whose shim binary is gone.",
+    }
+}
+
 /// Returns whether containerd was restarted.
-fn restart(yes: bool) -> Result<bool, Error> {
+fn restart(yes: bool, change: Change) -> Result<bool, Error> {
     if !yes {
-        println!("containerd was not restarted (pass --restart): it picks up the handler on its next start; running pods survive the restart with husk.");
+        println!("{}", not_restarted(change));
         return Ok(false);
     }
     let mut cmd = std::process::Command::new("systemctl");
@@ -205,7 +220,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             // The node is ready once containerd has loaded the handler: after the restart,
             // or when it was registered before (a re-run of the DaemonSet pod).
-            if restart(common.restart)? || already {
+            if restart(common.restart, Change::Installed)? || already {
                 common.set_ready_label(true)?;
             } else if common.label_node {
                 println!(
@@ -286,5 +301,5 @@ fn uninstall(common: Common, force: bool) -> Result<(), Error> {
             .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;
         println!("removed {}", bin.display());
     }
-    restart(common.restart).map(drop)
+    restart(common.restart, Change::Removed).map(drop)
 }
