@@ -731,18 +731,7 @@ impl Container {
                     status: "stopped".into(),
                 });
             }
-            // Freeze so no process forks past the signal.
-            let freeze = sig == Signal::SIGKILL && !cg.is_frozen();
-            if freeze {
-                let _ = cg.freeze(true);
-            }
-            for p in cg.pids()? {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
-            }
-            if freeze || sig == Signal::SIGKILL {
-                let _ = cg.freeze(false);
-            }
-            return Ok(());
+            return cg.signal_all(sig);
         }
         nix::sys::signal::kill(Pid::from_raw(self.st.pid), sig)
             .ctx(|| format!("kill {} with {sig}", self.st.pid))
@@ -803,14 +792,10 @@ impl Container {
         }
         let cg = self.cgroup();
         if self.is_alive() || !cg.pids().unwrap_or_default().is_empty() {
-            let _ = cg.freeze(true);
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
+            let _ = cg.signal_all(Signal::SIGKILL);
             if self.is_alive() {
                 let _ = nix::sys::signal::kill(Pid::from_raw(self.st.pid), Signal::SIGKILL);
             }
-            let _ = cg.freeze(false);
             let t = Instant::now();
             while (self.is_alive() || !cg.pids().unwrap_or_default().is_empty())
                 && t.elapsed() < Duration::from_secs(10)
