@@ -277,15 +277,23 @@ impl Runtime {
         if let Some(c) = &console {
             inherit.push(c.as_raw_fd());
         }
+        let born_in = cgroup.birth_dir(namespaces::has(plan, Kind::User))?;
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
         let stdio = StdioFds {
             stdin: opts.stdio.stdin.as_ref().map(dup).transpose()?,
             stdout: opts.stdio.stdout.as_ref().map(dup).transpose()?,
             stderr: opts.stdio.stderr.as_ref().map(dup).transpose()?,
         };
+        let spawned = Instant::now();
         let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, stdio)?;
         rollback.pids.push(helper.id() as i32);
-        // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted there.
-        cgroup.add_pid(helper.id() as i32)?;
+        if born_in.is_none() {
+            // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted
+            // there.
+            cgroup.add_pid(helper.id() as i32)?;
+        }
 
         let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
             m.iter()
@@ -309,8 +317,10 @@ impl Runtime {
             gid_mappings: ids(linux.gid_mappings()),
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
         drop(console);
+        drop(born_in);
         let mut persisted = Persisted {
             id: id.to_string(),
             bundle: opts.bundle.clone(),
@@ -331,6 +341,7 @@ impl Runtime {
             &spec,
             &mut persisted,
             rollback,
+            spawned,
         );
         drop(fifo);
         result?;
@@ -397,16 +408,23 @@ impl Runtime {
             .map(crate::tty::connect_console_socket)
             .transpose()?;
         let (parent_end, child_end) = channel::pair()?;
-        let inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
-        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
+        let mut inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
         let cgroup = Cgroup::new(c.st.cgroup.clone());
+        let born_in = cgroup.birth_dir(namespaces::has(&plan, Kind::User))?;
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
+        let spawned = Instant::now();
+        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
         let fail = |helper: &mut std::process::Child, e: Error| {
             let _ = helper.kill();
             let _ = helper.wait();
             e
         };
-        if let Err(e) = cgroup.add_pid(helper.id() as i32) {
-            return Err(fail(&mut helper, e));
+        if born_in.is_none() {
+            if let Err(e) = cgroup.add_pid(helper.id() as i32) {
+                return Err(fail(&mut helper, e));
+            }
         }
         let cfg = InitConfig {
             id: c.id().to_string(),
@@ -424,8 +442,11 @@ impl Runtime {
             gid_mappings: vec![],
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
+        let cfg_born = born_in.is_some();
         drop(console);
+        drop(born_in);
         if let Err(e) = parent_end.send(&ToInit::Config(Box::new(cfg))) {
             return Err(fail(&mut helper, e));
         }
@@ -433,6 +454,12 @@ impl Runtime {
         loop {
             match parent_end.recv::<FromInit>() {
                 Ok(Some(FromInit::Pid(p))) => {
+                    tracing::debug!(
+                        pid = p,
+                        born_in_cgroup = cfg_born,
+                        since_spawn_us = spawned.elapsed().as_micros() as u64,
+                        "exec process forked"
+                    );
                     pid = Some(p);
                     let _ = helper.wait();
                     let st = c.oci_state();
@@ -540,6 +567,7 @@ fn drive_init(
     spec: &Spec,
     st: &mut Persisted,
     rollback: &mut Rollback,
+    spawned: Instant,
 ) -> Result<()> {
     chan.send(&ToInit::Config(Box::new(cfg.clone())))?;
     loop {
@@ -550,6 +578,12 @@ fn drive_init(
                 chan.send(&ToInit::IdMapsWritten)?;
             }
             Some(FromInit::Pid(pid)) => {
+                tracing::debug!(
+                    pid,
+                    born_in_cgroup = cfg.cgroup_fd.is_some(),
+                    since_spawn_us = spawned.elapsed().as_micros() as u64,
+                    "container init forked"
+                );
                 rollback.pids.push(pid);
                 let _ = helper.wait();
                 st.pid = pid;

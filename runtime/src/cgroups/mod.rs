@@ -120,6 +120,28 @@ impl Layout {
     }
 }
 
+/// The superblock options of the cgroup2 mount at `root` (`nsdelegate`, `memory_recursiveprot`,
+/// ...; `rw`/`ro` left out), from /proc/self/mountinfo.
+pub fn v2_superblock_options(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(&*root))
+        .filter_map(|l| {
+            let mut after = l.split(" - ").nth(1)?.split(' ');
+            (after.next()? == "cgroup2").then(|| after.nth(1).map(str::to_string))?
+        })
+        .next_back()
+        .map(|opts| {
+            opts.split(',')
+                .filter(|o| *o != "rw" && *o != "ro" && !o.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn is_cgroup2(p: &Path) -> bool {
     nix::sys::statfs::statfs(p)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -365,6 +387,32 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// The directory a container process is to be born in (`fork::fork_parent`), opened
+    /// `O_PATH`: on v2 unless the process runs in a user namespace (its credentials there may
+    /// not write the host's cgroup files, so the caller moves the helper before it enters one).
+    /// `None` means "move the helper with `add_pid`". Setting `HUSK_NO_CLONE_INTO_CGROUP=1`
+    /// in the caller's environment forces that older path (for measuring the difference).
+    pub fn birth_dir(&self, userns: bool) -> Result<Option<std::os::fd::OwnedFd>> {
+        if !self.paths.v2 || userns || std::env::var_os("HUSK_NO_CLONE_INTO_CGROUP").is_some() {
+            return Ok(None);
+        }
+        let Some(dir) = self.dir("") else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| Error::Cgroup {
+            path: dir.display().to_string(),
+            message: format!("open: {e}"),
+        })
     }
 
     pub fn add_pid(&self, pid: i32) -> Result<()> {

@@ -346,11 +346,16 @@ pub(super) fn create(dir: &Path) -> Result<()> {
             // others.
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{c}"));
         }
-        if !child.exists() {
-            std::fs::create_dir(child).map_err(|e| Error::Cgroup {
-                path: child.display().to_string(),
-                message: format!("create: {e}"),
-            })?;
+        // Containers created side by side share parents: one made by another is fine.
+        match std::fs::create_dir(child) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Cgroup {
+                    path: child.display().to_string(),
+                    message: format!("create: {e}"),
+                })
+            }
         }
     }
     Ok(())
