@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run inside the node guest by `scripts/cgroup-v2-guest.sh measure`: the time of `husk create`
+# Run inside the node guest by `scripts/v2-guest.sh measure`: the time of `husk create`
 # (and of `husk exec` into the container) with the container process born in its cgroup through
 # clone3(CLONE_INTO_CGROUP) and with the older path (the helper moved through cgroup.procs,
 # HUSK_NO_CLONE_INTO_CGROUP=1), N rounds interleaved. Prints means and medians in ms, and the

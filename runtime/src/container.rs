@@ -153,6 +153,13 @@ impl Runtime {
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
         spec::validate(&spec, &plan)?;
+        if let Some(profile) = process
+            .apparmor_profile()
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            crate::security::check_apparmor_profile(profile)?;
+        }
         if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(
                 "process.terminal",
@@ -387,6 +394,26 @@ impl Runtime {
         let spec = spec::load_saved(&state::container_dir(&self.root, c.id()))?;
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::spec("process.args", "must not be empty"));
+        }
+        let mut opts = opts;
+        // An exec without a profile of its own runs under the container's (runc's
+        // newInitConfig): `husk exec ID CMD` must not escape the container's confinement.
+        if opts
+            .process
+            .apparmor_profile()
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
+            let inherited = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.apparmor_profile().clone())
+                .filter(|p| !p.is_empty());
+            opts.process.set_apparmor_profile(inherited);
+        }
+        if let Some(profile) = opts.process.apparmor_profile().as_deref() {
+            crate::security::check_apparmor_profile(profile)?;
         }
         if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(

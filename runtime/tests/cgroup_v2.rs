@@ -4,7 +4,7 @@
 //! program, OOM kills counted in `memory.events`, and the failures runc refuses too.
 //!
 //! This host (cgroup v1) cannot show any of it: these tests run in the node guest
-//! (`scripts/cgroup-v2-guest.sh`, see README) and fail loudly anywhere else. The reference is
+//! (`scripts/v2-guest.sh`, see README) and fail loudly anywhere else. The reference is
 //! sid's runc (1.3.x: the shares→weight formula husk uses arrived in runc 1.3.2), or `HUSK_RUNC`.
 
 mod common;
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const HOW: &str = "run them in the node guest: scripts/cgroup-v2-guest.sh";
+const HOW: &str = "run them in the node guest: scripts/v2-guest.sh";
 
 /// Fails unless this is a pure cgroup v2 host, as root.
 fn require_v2() {
