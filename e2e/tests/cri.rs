@@ -225,7 +225,7 @@ fn oom_kill_is_reported_as_oomkilled() {
 /// shares, a memory limit and `unified` `memory.oom.group=1` (an OOM kill takes the whole
 /// container, kubelet's default unless singleProcessOOMKill), as the container sees it in its
 /// cgroup namespace; then an OOM kill with a second process running, which must take both
-/// (OOMKilled). On v1 a `unified` key is refused at CreateContainer by both handlers.
+/// (OOMKilled). On v1 a `unified` key is refused (at StartContainer) by both handlers.
 #[test]
 fn kubelet_v2_resources_and_oom_group_kill() {
     let v2 = husk_e2e::env::cgroup_v2();
@@ -259,10 +259,12 @@ fn kubelet_v2_resources_and_oom_group_kill() {
             ],
         );
         cfg.linux = resources(64 << 20);
-        let seen = match c.create_container(&pod, &cfg, &pod_cfg) {
+        let started = c
+            .create_container(&pod, &cfg, &pod_cfg)
+            .and_then(|id| c.start_container(&id).map(|_| id));
+        let seen = match started {
             Err(_) => "refused".to_string(),
             Ok(id) => {
-                c.start_container(&id).unwrap();
                 let st = c.wait_exited(&id);
                 let log = husk_e2e::suite::log_text(
                     &bed.dir.path().join(format!("logs-kv2-{handler}/main.log")),

@@ -104,8 +104,8 @@ fn apparmor_enabled() -> bool {
 /// AppArmor as kubelet asks for it (the `apparmor` field and the deprecated string, as kubelet
 /// sends both): `runtime/default` (containerd's generated `cri-containerd.apparmor.d`, loaded by
 /// containerd), `unconfined`, and `localhost/<profile>` with a profile that denies writes below
-/// /tmp. On a host without AppArmor containerd applies no profile for the first two and refuses
-/// the third at CreateContainer, on both handlers alike.
+/// /tmp. On a host without AppArmor containerd refuses all but `unconfined` at CreateContainer,
+/// on both handlers alike.
 #[test]
 fn apparmor_runtime_default_unconfined_and_localhost() {
     use cri::security_profile::ProfileType;
@@ -160,13 +160,13 @@ fn apparmor_runtime_default_unconfined_and_localhost() {
                 s.apparmor = Some(profile(kind, local));
                 s.apparmor_profile = deprecated;
             });
-            if name == "local" && !enabled {
-                let pod = Pod::run(bed, c, handler, "apparmor-local", |_| {});
+            if name != "unconfined" && !enabled {
+                let pod = Pod::run(bed, c, handler, &format!("apparmor-{name}"), |_| {});
                 let mut cfg = Cri::container_config("main", BUSYBOX, &["sh", "-c", script]);
                 tune(&mut cfg);
                 let e = c
                     .create_container(&pod.id, &cfg, &pod.config)
-                    .expect_err("a Localhost AppArmor profile on a host without AppArmor");
+                    .expect_err("an AppArmor profile on a host without AppArmor");
                 out.push((
                     name,
                     format!("refused: {}", e.message().contains("apparmor")),
@@ -203,7 +203,9 @@ fn apparmor_runtime_default_unconfined_and_localhost() {
             "{seen:?}"
         );
     } else {
-        assert!(by("default").ends_with("tmp-written\n"), "{seen:?}");
+        // containerd refuses any profile but unconfined there ("apparmor is not supported").
+        assert_eq!(by("default"), "refused: true", "{seen:?}");
+        assert!(by("unconfined").ends_with("tmp-written\n"), "{seen:?}");
         assert_eq!(by("local"), "refused: true", "{seen:?}");
     }
 }
