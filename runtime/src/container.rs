@@ -471,7 +471,7 @@ impl Runtime {
             preserve_fds: opts.preserve_fds,
             cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
-        let cfg_born = born_in.is_some();
+        let mut born_in_cgroup = false;
         drop(console);
         drop(born_in);
         if let Err(e) = parent_end.send(&ToInit::Config(Box::new(cfg))) {
@@ -480,10 +480,11 @@ impl Runtime {
         let mut pid = None;
         loop {
             match parent_end.recv::<FromInit>() {
+                Ok(Some(FromInit::BornInCgroup(b))) => born_in_cgroup = b,
                 Ok(Some(FromInit::Pid(p))) => {
                     tracing::debug!(
                         pid = p,
-                        born_in_cgroup = cfg_born,
+                        born_in_cgroup,
                         since_spawn_us = spawned.elapsed().as_micros() as u64,
                         "exec process forked"
                     );
@@ -597,6 +598,7 @@ fn drive_init(
     spawned: Instant,
 ) -> Result<()> {
     chan.send(&ToInit::Config(Box::new(cfg.clone())))?;
+    let mut born_in_cgroup = false;
     loop {
         let msg = chan.recv::<FromInit>()?;
         match msg {
@@ -604,10 +606,11 @@ fn drive_init(
                 crate::process::write_id_maps(pid, &cfg.uid_mappings, &cfg.gid_mappings)?;
                 chan.send(&ToInit::IdMapsWritten)?;
             }
+            Some(FromInit::BornInCgroup(born)) => born_in_cgroup = born,
             Some(FromInit::Pid(pid)) => {
                 tracing::debug!(
                     pid,
-                    born_in_cgroup = cfg.cgroup_fd.is_some(),
+                    born_in_cgroup,
                     since_spawn_us = spawned.elapsed().as_micros() as u64,
                     "container init forked"
                 );

@@ -87,9 +87,11 @@ pub fn fork_parent(into: Option<IntoCgroup<'_>>) -> Result<Forked> {
     let Some(into) = into else {
         return plain_clone_parent();
     };
+    // No exit signal: clone3 refuses one with CLONE_PARENT (EINVAL); the child signals the
+    // helper's parent with the helper's own exit signal (SIGCHLD), as a legacy clone does.
     let mut args = CloneArgs {
         flags: libc::CLONE_PARENT as u64 | CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal: 0,
         cgroup: into.dir.as_raw_fd() as u64,
         ..Default::default()
     };

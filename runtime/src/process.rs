@@ -71,6 +71,9 @@ pub enum FromInit {
     IdMapRequest {
         pid: i32,
     },
+    /// Sent before `Pid` when the process was to be born in its cgroup: whether clone3 put
+    /// it there (false: the helper moved itself first, see `fork`).
+    BornInCgroup(bool),
     /// The container process was forked.
     Pid(i32),
     /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
@@ -216,7 +219,15 @@ fn helper(chan: &Channel) -> Result<()> {
         new_cgroupns,
         join_cgroupns: late_cgroupns.as_ref(),
     });
-    if let crate::fork::Forked::Parent { pid, .. } = crate::fork::fork_parent(into)? {
+    let asked = into.is_some();
+    if let crate::fork::Forked::Parent {
+        pid,
+        born_in_cgroup,
+    } = crate::fork::fork_parent(into)?
+    {
+        if asked {
+            chan.send(&FromInit::BornInCgroup(born_in_cgroup))?;
+        }
         chan.send(&FromInit::Pid(pid))?;
         return Ok(());
     }

@@ -289,14 +289,56 @@ fn cgroup_namespace_is_rooted_at_the_container_cgroup() {
     }
 }
 
-/// The older path (the helper moved into the cgroup before it forks, no CLONE_INTO_CGROUP)
-/// gives the same container.
+/// Whether husk's debug log says the init and the exec'd process were born in their cgroup.
+fn born_in_cgroup(h: &Husk, env: &[(&str, &str)]) -> Vec<bool> {
+    let b = Bundle::sh("exec sleep 600");
+    b.write();
+    h.track(&b.id);
+    let log = b.path().join("husk.log");
+    let global = [
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "--debug",
+    ];
+    let bundle = b.path().to_str().unwrap();
+    for args in [
+        &["run", "--detach", "--bundle", bundle, &b.id][..],
+        &["exec", &b.id, "true"][..],
+    ] {
+        let mut cmd = h.cmd(&[&global[..], args].concat());
+        let out = cmd
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    finish(h, &b);
+    std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("process forked") || l.contains("init forked"))
+        .map(|l| l.contains("\"born_in_cgroup\":true"))
+        .collect()
+}
+
+/// The init and exec'd processes are born in their cgroup (clone3 CLONE_INTO_CGROUP), and the
+/// older path (the helper moved into the cgroup before it forks) gives the same container.
 #[test]
-fn without_clone_into_cgroup_the_container_is_the_same() {
+fn processes_are_born_in_their_cgroup_and_the_older_path_is_the_same() {
     let h = husk();
+    assert_eq!(born_in_cgroup(&h, &[]), [true, true]);
+    let off = [("HUSK_NO_CLONE_INTO_CGROUP", "1")];
+    assert_eq!(born_in_cgroup(&h, &off), [false, false]);
     for cgroupns in [true, false] {
         let born = cgroupns_view(&h, cgroupns, &[]);
-        let moved = cgroupns_view(&h, cgroupns, &[("HUSK_NO_CLONE_INTO_CGROUP", "1")]);
+        let moved = cgroupns_view(&h, cgroupns, &off);
         assert_eq!(born, moved, "cgroupns={cgroupns}");
     }
 }
