@@ -211,6 +211,72 @@ fn pause_resume_kill_all_and_metrics() {
     wait_task_status(&bed, "p", "STOPPED");
 }
 
+/// The major version of the ctr the bed drives (`ctr --version`).
+fn ctr_major(bed: &TestBed) -> u32 {
+    let out = std::process::Command::new(bed.ctr_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let v = text(&out.stdout);
+    v.split_whitespace()
+        .last()
+        .and_then(|v| v.trim_start_matches('v').split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("ctr --version: {v}"))
+}
+
+/// Task metrics as `ctr task metrics --format json` decodes them: on cgroup v2
+/// (`io.containerd.cgroups.v2.Metrics`) pids, cpu, memory with memory.stat's fields and the
+/// peaks, memory_events, io, and — where this ctr's containerd/cgroups knows them (containerd
+/// ≥ 2.0) — PSI for cpu, memory and io; on v1 the v1 message. The shim reads them from the
+/// container's cgroup under load (a busy loop, a write to disk).
+#[test]
+fn task_metrics_carry_what_the_cgroup_version_has() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "m",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; while :; do :; done",
+    ]);
+    wait_task_status(&bed, "m", "RUNNING");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = bed.ctr_ok(&["task", "metrics", "--format", "json", "m"]);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    let num = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    if v2 {
+        assert!(num(&m["pids"]["current"]) >= 1, "{out}");
+        assert!(num(&m["cpu"]["usage_usec"]) > 0, "{out}");
+        assert!(num(&m["cpu"]["user_usec"]) > 0, "{out}");
+        assert!(num(&m["memory"]["usage"]) > 0, "{out}");
+        assert!(
+            num(&m["memory"]["anon"]) + num(&m["memory"]["file"]) > 0,
+            "{out}"
+        );
+        assert!(num(&m["memory"]["usage_limit"]) > 0, "{out}");
+        assert!(m["memory_events"].is_object(), "{out}");
+        if ctr_major(&bed) >= 2 {
+            for c in ["cpu", "memory", "io"] {
+                assert!(m[c]["psi"]["some"].is_object(), "no {c} PSI: {out}");
+            }
+            assert!(num(&m["memory"]["max_usage"]) > 0, "no memory.peak: {out}");
+        }
+    } else {
+        assert!(num(&m["pids"]["current"]) >= 1, "{out}");
+        assert!(num(&m["memory"]["usage"]["usage"]) > 0, "{out}");
+        assert!(num(&m["cpu"]["usage"]["total"]) > 0, "{out}");
+    }
+    bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", "m"]);
+    wait_task_status(&bed, "m", "STOPPED");
+}
+
 #[test]
 fn oom_kill_is_reported_as_an_oom_event() {
     let bed = TestBed::start();
@@ -534,7 +600,16 @@ fn stdin_written_before_it_is_closed_reaches_the_process() {
     const EXECS: usize = 60;
     let bed = TestBed::start();
     bed.import(BUSYBOX);
-    bed.ctr_ok(&["run", "-d", "--runtime", &RUNTIME, BUSYBOX, "in", "sleep", "1000"]);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "in",
+        "sleep",
+        "1000",
+    ]);
     wait_task_status(&bed, "in", "RUNNING");
     for i in 0..EXECS {
         let mut child = bed

@@ -156,6 +156,13 @@ impl Runtime {
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
         spec::validate(&spec, &plan)?;
+        if let Some(profile) = process
+            .apparmor_profile()
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            crate::security::check_apparmor_profile(profile)?;
+        }
         if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(
                 "process.terminal",
@@ -294,15 +301,23 @@ impl Runtime {
         if let Some(c) = &console {
             inherit.push(c.as_raw_fd());
         }
+        let born_in = cgroup.birth_dir(namespaces::has(plan, Kind::User))?;
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
         let stdio = StdioFds {
             stdin: opts.stdio.stdin.as_ref().map(dup).transpose()?,
             stdout: opts.stdio.stdout.as_ref().map(dup).transpose()?,
             stderr: opts.stdio.stderr.as_ref().map(dup).transpose()?,
         };
+        let spawned = Instant::now();
         let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, stdio)?;
         rollback.pids.push(helper.id() as i32);
-        // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted there.
-        cgroup.add_pid(helper.id() as i32)?;
+        if born_in.is_none() {
+            // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted
+            // there.
+            cgroup.add_pid(helper.id() as i32)?;
+        }
 
         let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
             m.iter()
@@ -326,8 +341,10 @@ impl Runtime {
             gid_mappings: ids(linux.gid_mappings()),
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
         drop(console);
+        drop(born_in);
         let mut persisted = Persisted {
             id: id.to_string(),
             bundle: opts.bundle.clone(),
@@ -348,6 +365,7 @@ impl Runtime {
             &spec,
             &mut persisted,
             rollback,
+            spawned,
         );
         drop(fifo);
         result?;
@@ -390,6 +408,26 @@ impl Runtime {
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::spec("process.args", "must not be empty"));
         }
+        let mut opts = opts;
+        // An exec without a profile of its own runs under the container's (runc's
+        // newInitConfig): `husk exec ID CMD` must not escape the container's confinement.
+        if opts
+            .process
+            .apparmor_profile()
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
+            let inherited = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.apparmor_profile().clone())
+                .filter(|p| !p.is_empty());
+            opts.process.set_apparmor_profile(inherited);
+        }
+        if let Some(profile) = opts.process.apparmor_profile().as_deref() {
+            crate::security::check_apparmor_profile(profile)?;
+        }
         if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(
                 "process.terminal",
@@ -410,16 +448,23 @@ impl Runtime {
             .map(crate::tty::connect_console_socket)
             .transpose()?;
         let (parent_end, child_end) = channel::pair()?;
-        let inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
-        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
+        let mut inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
         let cgroup = Cgroup::new(c.st.cgroup.clone());
+        let born_in = cgroup.birth_dir(namespaces::has(&plan, Kind::User))?;
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
+        let spawned = Instant::now();
+        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
         let fail = |helper: &mut std::process::Child, e: Error| {
             let _ = helper.kill();
             let _ = helper.wait();
             e
         };
-        if let Err(e) = cgroup.add_pid(helper.id() as i32) {
-            return Err(fail(&mut helper, e));
+        if born_in.is_none() {
+            if let Err(e) = cgroup.add_pid(helper.id() as i32) {
+                return Err(fail(&mut helper, e));
+            }
         }
         let cfg = InitConfig {
             id: c.id().to_string(),
@@ -437,15 +482,25 @@ impl Runtime {
             gid_mappings: vec![],
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
+        let mut born_in_cgroup = false;
         drop(console);
+        drop(born_in);
         if let Err(e) = parent_end.send(&ToInit::Config(Box::new(cfg))) {
             return Err(fail(&mut helper, e));
         }
         let mut pid = None;
         loop {
             match parent_end.recv::<FromInit>() {
+                Ok(Some(FromInit::BornInCgroup(b))) => born_in_cgroup = b,
                 Ok(Some(FromInit::Pid(p))) => {
+                    tracing::debug!(
+                        pid = p,
+                        born_in_cgroup,
+                        since_spawn_us = spawned.elapsed().as_micros() as u64,
+                        "exec process forked"
+                    );
                     pid = Some(p);
                     let _ = helper.wait();
                     let st = c.oci_state();
@@ -538,11 +593,7 @@ impl Drop for Rollback {
 
 /// SIGKILL to every process of `cg`, frozen meanwhile so none forks past it.
 fn kill_cgroup(cg: &Cgroup) {
-    let _ = cg.freeze(true);
-    for p in cg.pids().unwrap_or_default() {
-        let _ = crate::signal::Signal::KILL.send(p);
-    }
-    let _ = cg.freeze(false);
+    let _ = cg.signal_all(crate::signal::Signal::KILL);
 }
 
 fn wait_empty(cg: &Cgroup, timeout: Duration) {
@@ -559,8 +610,10 @@ fn drive_init(
     spec: &Spec,
     st: &mut Persisted,
     rollback: &mut Rollback,
+    spawned: Instant,
 ) -> Result<()> {
     chan.send(&ToInit::Config(Box::new(cfg.clone())))?;
+    let mut born_in_cgroup = false;
     loop {
         let msg = chan.recv::<FromInit>()?;
         match msg {
@@ -568,7 +621,14 @@ fn drive_init(
                 crate::process::write_id_maps(pid, &cfg.uid_mappings, &cfg.gid_mappings)?;
                 chan.send(&ToInit::IdMapsWritten)?;
             }
+            Some(FromInit::BornInCgroup(born)) => born_in_cgroup = born,
             Some(FromInit::Pid(pid)) => {
+                tracing::debug!(
+                    pid,
+                    born_in_cgroup,
+                    since_spawn_us = spawned.elapsed().as_micros() as u64,
+                    "container init forked"
+                );
                 rollback.pids.push(pid);
                 let _ = helper.wait();
                 st.pid = pid;
@@ -736,19 +796,8 @@ impl Container {
         let is_kill = sig == crate::signal::Signal::KILL;
         if all {
             let cg = self.cgroup();
-            // Freeze so no process forks past the signal; a frozen cgroup is thawed for
-            // SIGKILL only (a paused container otherwise stays paused, signals pending).
-            let frozen = cg.is_frozen();
-            if is_kill && !frozen {
-                let _ = cg.freeze(true);
-            }
-            for p in cg.pids()? {
-                let _ = sig.send(p);
-            }
-            if is_kill {
-                let _ = cg.freeze(false);
-            }
-            return Ok(());
+            // A SIGKILL on v2 goes through cgroup.kill where the kernel has it (5.14).
+            return cg.signal_all(sig);
         }
         let status = self.status();
         lifecycle::check(self.id(), Verb::Kill, status)?;

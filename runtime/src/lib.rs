@@ -10,6 +10,7 @@ pub mod channel;
 pub mod container;
 pub mod error;
 pub mod features;
+pub mod fork;
 pub mod hooks;
 pub mod inroot;
 pub mod lifecycle;

@@ -11,7 +11,7 @@ use crate::rootfs::{self, CgroupLayoutInfo};
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub const HELPER_ENV: &str = "_HUSK_HELPER_FD";
@@ -46,6 +46,10 @@ pub struct InitConfig {
     pub gid_mappings: Vec<(u32, u32, u32)>,
     pub console_fd: Option<i32>,
     pub preserve_fds: i32,
+    /// An `O_PATH` fd of the container's v2 cgroup: the process is born there
+    /// (`fork::fork_parent`), and the helper leaves the cgroup namespace to that fork. `None`
+    /// (v1, user namespaces): the caller moved the helper into the cgroup before it started.
+    pub cgroup_fd: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub enum FromInit {
     IdMapRequest {
         pid: i32,
     },
+    /// Sent before `Pid` when the process was to be born in its cgroup: whether clone3 put
+    /// it there (false: the helper moved itself first, see `fork`).
+    BornInCgroup(bool),
     /// The container process was forked.
     Pid(i32),
     /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
@@ -128,8 +135,14 @@ fn helper(chan: &Channel) -> Result<()> {
         Some(ToInit::Config(c)) => *c,
         _ => return Err(Error::Init("expected the init configuration".into())),
     };
+    // SAFETY: the caller passed this fd for us alone; it must not reach the container.
+    let cgroup_dir = cfg.cgroup_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Some(fd) = &cgroup_dir {
+        set_cloexec(fd.as_raw_fd());
+    }
     // Join namespaces by path first (all opened before any setns, since joining the mount
-    // namespace changes what paths mean); the user namespace goes first.
+    // namespace changes what paths mean); the user namespace goes first. A cgroup namespace is
+    // left to the fork when the process is to be born in its cgroup.
     let mut joins: Vec<namespaces::Opened> = Vec::new();
     for a in &cfg.namespaces {
         if let Action::Join(kind, path) = a {
@@ -140,6 +153,10 @@ fn helper(chan: &Channel) -> Result<()> {
         }
     }
     joins.sort_by_key(|n| if n.kind == Kind::User { 0 } else { 1 });
+    let late_cgroupns = match joins.iter().position(|n| n.kind == Kind::Cgroup) {
+        Some(i) if cgroup_dir.is_some() => Some(joins.remove(i)),
+        _ => None,
+    };
     for ns in &joins {
         namespaces::join(ns)?;
     }
@@ -172,6 +189,10 @@ fn helper(chan: &Channel) -> Result<()> {
             }
         }
     }
+    let new_cgroupns = flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    if cgroup_dir.is_some() {
+        flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    }
     if !flags.is_empty() {
         nix::sched::unshare(flags).ctx(|| format!("create namespaces {flags:?}"))?;
     }
@@ -193,24 +214,25 @@ fn helper(chan: &Channel) -> Result<()> {
         }
     }
     // fork with CLONE_PARENT: the new process is a child of whoever started this helper.
-    // SAFETY: this helper is single-threaded; raw clone behaves like fork here.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(nix::Error::last()).ctx(|| "fork the container process");
-    }
-    if pid > 0 {
-        chan.send(&FromInit::Pid(pid as i32))?;
+    let into = cgroup_dir.as_ref().map(|d| crate::fork::IntoCgroup {
+        dir: d.as_fd(),
+        new_cgroupns,
+        join_cgroupns: late_cgroupns.as_ref(),
+    });
+    let asked = into.is_some();
+    if let crate::fork::Forked::Parent {
+        pid,
+        born_in_cgroup,
+    } = crate::fork::fork_parent(into)?
+    {
+        if asked {
+            chan.send(&FromInit::BornInCgroup(born_in_cgroup))?;
+        }
+        chan.send(&FromInit::Pid(pid))?;
         return Ok(());
     }
+    drop(cgroup_dir);
+    drop(late_cgroupns);
     // The container process.
     let Err(e) = container_process(chan, cfg);
     if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {

@@ -33,15 +33,19 @@ pub struct CgroupLayoutInfo {
     /// v1: (mount point basename, superblock options as the `cgroup` mount data, container dir)
     pub v1: Vec<(String, String, PathBuf)>,
     pub v2_dir: Option<PathBuf>,
+    /// v2: the host's cgroup2 superblock options (`nsdelegate`, `memory_recursiveprot`, ...).
+    #[serde(default)]
+    pub v2_super_options: Vec<String>,
 }
 
 impl CgroupLayoutInfo {
     pub fn new(layout: &Layout, paths: &CgroupPaths) -> Self {
         match layout {
-            Layout::V2(_) => CgroupLayoutInfo {
+            Layout::V2(root) => CgroupLayoutInfo {
                 v2: true,
                 v1: vec![],
                 v2_dir: paths.dirs.get("").cloned(),
+                v2_super_options: crate::cgroups::v2_superblock_options(root),
             },
             Layout::V1(mounts) => {
                 let mut v1: Vec<(String, String, PathBuf)> = Vec::new();
@@ -61,6 +65,7 @@ impl CgroupLayoutInfo {
                     v2: false,
                     v1,
                     v2_dir: None,
+                    v2_super_options: vec![],
                 }
             }
         }
@@ -399,7 +404,36 @@ fn mount_cgroup(root: &Root, cx: &Context2, m: &Mount, o: &MountOptions) -> Resu
                 None,
                 || format!("mount cgroup2 on {}", dest.display()),
             )?;
-        } else if let Some(dir) = &info.v2_dir {
+            return Ok(());
+        }
+        // No cgroup namespace (privileged containers): like runc, the cgroup2 filesystem
+        // itself, the whole hierarchy. A cgroup2 mount made in the host's cgroup namespace
+        // re-applies its options to the one superblock (kernel apply_cgroup_root_flags), so it
+        // carries the host's: without them it would switch nsdelegate and
+        // memory_recursiveprot off for the whole node (containerd#12952).
+        let mut data: Vec<&str> = info.v2_super_options.iter().map(String::as_str).collect();
+        for d in o.data.split(',').filter(|d| !d.is_empty()) {
+            if !data.contains(&d) {
+                data.push(d);
+            }
+        }
+        let data = data.join(",");
+        match mount(
+            Some(Path::new("cgroup2")),
+            &fd_path(&t),
+            Some("cgroup2"),
+            o.flags - MsFlags::MS_REMOUNT,
+            Some(data.as_str()).filter(|d| !d.is_empty()),
+        ) {
+            Ok(()) => return Ok(()),
+            // In a user namespace without its own cgroup namespace the kernel refuses: show the
+            // container's own cgroup instead (runc's fallback).
+            Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => {
+                return Err(e).ctx(|| format!("mount cgroup2 ({data}) on {}", dest.display()))
+            }
+        }
+        if let Some(dir) = &info.v2_dir {
             mnt(
                 Some(dir),
                 &fd_path(&t),
