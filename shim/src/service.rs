@@ -333,6 +333,8 @@ impl Task for Service {
         } else {
             None
         };
+        let cgroup_driver = crate::cgroup_driver::from_options(req.options.as_ref())
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?;
         let rt = self.runtime.clone();
         let id = req.id.clone();
         let opts = husk_runtime::CreateOptions {
@@ -343,6 +345,7 @@ impl Task for Service {
                 stdout: io.stdout.take(),
                 stderr: io.stderr.take(),
             },
+            cgroup_driver,
             ..Default::default()
         };
         let created = blocking(move || {
@@ -839,12 +842,15 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::UpdateTaskRequest,
     ) -> TResult<api::Empty> {
-        let ctr = self.get(&req.id)?;
+        self.get(&req.id)?;
         let res: oci_spec::runtime::LinuxResources =
             serde_json::from_slice(&req.resources.value)
                 .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
-        let c = ctr.lock().unwrap();
-        c.container.update(&res).map_err(from_runtime)?;
+        // A fresh handle on a blocking thread: with the systemd driver this talks D-Bus.
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        blocking(move || rt.load(&id)?.update(&res))
+            .await?
+            .map_err(from_runtime)?;
         Ok(api::Empty::new())
     }
 

@@ -4,6 +4,8 @@
 //!   systemd `slice:prefix:name` form taken literally, as runc does without `--systemd-cgroup`).
 //! - `v1`, `v2`: OCI resources translated into explicit file writes (pure, unit-tested).
 //! - `devices`: the default device rules; `devices::bpf` the v2 device program.
+//! - `systemd`: the systemd driver — a transient unit per container over D-Bus, then the
+//!   cgroupfs writes systemd has no property for.
 //!
 //! cgroups-rs provides hierarchy discovery (mountinfo). The resource values are translated here
 //! into explicit file writes, because cgroups-rs hard-codes the v2 root to /sys/fs/cgroup (so
@@ -12,6 +14,7 @@
 
 pub mod devices;
 mod path;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -222,14 +225,7 @@ impl Cgroup {
 
     pub fn apply(&self, res: &LinuxResources) -> Result<()> {
         if self.paths.v2 {
-            let dir = &self.paths.dirs[""];
-            for wr in v2_writes(res)? {
-                write_file(dir, &wr.file, &wr.value)?;
-            }
-            if let Some(devs) = res.devices() {
-                devices::bpf::apply(dir, devs)?;
-            }
-            return Ok(());
+            return self.apply_v2(&v2_writes(res)?, res.devices().as_deref());
         }
         let writes = v1_writes(res)?;
         let mut i = 0;
@@ -283,6 +279,34 @@ impl Cgroup {
             i += 1;
         }
         Ok(())
+    }
+
+    /// Makes v2 `writes` in order, then replaces husk's device program with one for `devices`.
+    pub fn apply_v2(
+        &self,
+        writes: &[Write],
+        devices: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>,
+    ) -> Result<()> {
+        let dir = self.dir("").ok_or_else(|| Error::Cgroup {
+            path: String::new(),
+            message: "no cgroup v2 directory".into(),
+        })?;
+        for wr in writes {
+            write_file(dir, &wr.file, &wr.value)?;
+        }
+        if let Some(devs) = devices {
+            devices::bpf::apply(dir, devs)?;
+        }
+        Ok(())
+    }
+
+    /// Enables the controllers in every ancestor of an existing v2 cgroup (a systemd unit's),
+    /// as `create` does for one it makes.
+    pub fn enable_controllers(&self) -> Result<()> {
+        match self.dir("") {
+            Some(dir) if self.paths.v2 => v2::create(dir),
+            _ => Ok(()),
+        }
     }
 
     pub fn add_pid(&self, pid: i32) -> Result<()> {
@@ -370,26 +394,43 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
-    /// Removes the cgroup directories (the processes must be gone).
+    /// Removes the cgroup directories and any cgroups the container made below them, deepest
+    /// first (the processes must be gone).
     pub fn destroy(&self) -> Result<()> {
         let mut last_err = None;
         for dir in self.paths.dirs.values() {
-            for attempt in 0..50 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if attempt == 49 => {
-                        last_err = Some(Error::Cgroup {
-                            path: dir.display().to_string(),
-                            message: format!("remove: {e}"),
-                        })
-                    }
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
-                }
+            if let Err(e) = remove_tree(dir) {
+                last_err = Some(e);
             }
         }
         last_err.map_or(Ok(()), Err)
     }
+}
+
+/// rmdir of a cgroup and its sub-cgroups, deepest first; a cgroup that is already gone is fine.
+/// An rmdir can fail briefly while the last exited processes are released: retried for 100 ms.
+fn remove_tree(dir: &Path) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    for attempt in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt == 49 => {
+                return Err(Error::Cgroup {
+                    path: dir.display().to_string(),
+                    message: format!("remove: {e}"),
+                })
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -435,7 +476,7 @@ mod tests {
         );
         assert_eq!(
             std::fs::read_to_string(dir.join("cpu.weight")).unwrap(),
-            "79"
+            "174"
         );
         assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "10");
         cg.freeze(true).unwrap();

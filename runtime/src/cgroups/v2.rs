@@ -6,13 +6,21 @@ use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 
-/// runc's conversion of cgroup v1 cpu shares (2..262144) to v2 cpu.weight (1..10000).
+/// cgroup v1 cpu shares (2..262144) as v2 cpu.weight (1..10000): the quadratic fit of
+/// runc ≥ 1.3.2 and crun ≥ 1.23 (opencontainers/cgroups fd95216), which maps the v1 default
+/// 1024 to the v2 default 100 (the older linear formula gave 39: runc#4772,
+/// kubernetes#131216). With l = log2(shares): ⌈10^((l² + 125·l)/612 − 7/34)⌉. 0 means unset.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => 10_000,
+        s => {
+            let l = (s as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            10f64.powf(exponent).ceil() as u64
+        }
     }
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// runc's conversion of blkio weight (10..1000) to v2 io.weight (1..10000).
@@ -197,9 +205,17 @@ mod tests {
 
     #[test]
     fn shares_weight_conversion_matches_runc() {
+        // Values runc 1.3.2+ and crun 1.23+ write for the same shares.
         assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(3), 2);
+        assert_eq!(shares_to_weight(102), 17);
+        assert_eq!(shares_to_weight(512), 59);
+        assert_eq!(shares_to_weight(1024), 100);
+        assert_eq!(shares_to_weight(2048), 174);
+        assert_eq!(shares_to_weight(100_000), 4340);
+        assert_eq!(shares_to_weight(262_143), 10_000);
         assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1_000_000), 10_000);
         assert_eq!(shares_to_weight(0), 0);
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(1000), 10_000);
@@ -226,7 +242,7 @@ mod tests {
         assert_eq!(get("memory.max"), "67108864");
         assert_eq!(get("memory.swap.max"), "67108864");
         assert_eq!(get("memory.low"), "1024");
-        assert_eq!(get("cpu.weight"), "39");
+        assert_eq!(get("cpu.weight"), "100");
         assert_eq!(get("cpu.max"), "max 50000");
         assert_eq!(get("cpuset.cpus"), "0-1");
         assert_eq!(get("pids.max"), "max");
