@@ -308,8 +308,9 @@ impl Runtime {
             oom_group.as_deref(),
             self.systemd.version(),
         );
-        rollback.unit = Some((self.systemd.clone(), unit.name.clone()));
         self.systemd.start(unit, &props)?;
+        // Only a unit this call started is stopped on rollback (never one that was there).
+        rollback.unit = Some((self.systemd.clone(), unit.name.clone()));
         rollback.cgroup = Some(cgroup.clone());
         cgroup.enable_controllers()?;
         if unit.is_slice() {

@@ -11,10 +11,15 @@
 //! single-threaded one, from the shim's blocking threads (`Executor::Shared`) — or, for the CLI
 //! and other one-shot callers, on a current-thread runtime of its own that runs only inside
 //! each call (`Executor::Owned`). Neither starts a thread. One connection is opened on first
-//! use and kept (one per shim), reopened once when systemd or the bus daemon dropped it. No
-//! D-Bus call ever happens in the single-threaded helper that forks the container: the caller
-//! (shim or CLI) starts the unit with the helper's pid before the helper makes namespaces, so
-//! the cgroup namespace is rooted in the unit's cgroup (runc's order).
+//! use and shared by every container of the caller, reopened once when systemd or the bus
+//! daemon dropped it. A shim closes it after [`IDLE`] without calls: systemd writes every
+//! manager signal to every connection on its direct socket (systemd#32381), so a connection
+//! held by each idle pod's shim would cost systemd work and wake every shim for every unit
+//! change on the node; a pod's calls come in bursts (its containers start, change, stop).
+//!
+//! No D-Bus call ever happens in the single-threaded helper that forks the container: the
+//! caller (shim or CLI) starts the unit with the helper's pid before the helper makes
+//! namespaces, so the cgroup namespace is rooted in the unit's cgroup (runc's order).
 
 pub mod dbus;
 mod private;
@@ -26,7 +31,12 @@ pub use unit::{expand_slice, UnitSpec};
 use crate::error::{Error, Result};
 use dbus::{Bus, CallError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a shim keeps its connection to systemd without calls.
+pub const IDLE: Duration = Duration::from_secs(5);
 
 /// Where [`Systemd`] runs its D-Bus futures.
 pub enum Executor {
@@ -59,10 +69,50 @@ impl Executor {
 /// The systemd manager as a cgroup manager: starts, changes and stops containers' units.
 pub struct Systemd {
     exec: Executor,
-    bus: Mutex<Option<Arc<Bus>>>,
+    bus: Arc<Mutex<Option<Arc<Bus>>>>,
+    use_: Arc<Use>,
     version: OnceLock<u32>,
     private_socket: PathBuf,
     system_bus: bool,
+}
+
+/// When the connection was last used, by how many calls now, and whether a closer waits.
+struct Use {
+    last: Mutex<Instant>,
+    in_flight: AtomicUsize,
+    closer: AtomicBool,
+}
+
+/// One call in flight (see `Systemd::busy`).
+struct Busy<'a>(&'a Systemd);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let u = &self.0.use_;
+        *u.last.lock().unwrap() = Instant::now();
+        u.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let Executor::Shared(h) = &self.0.exec else {
+            return;
+        };
+        if u.closer.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (u, bus) = (self.0.use_.clone(), self.0.bus.clone());
+        h.spawn(async move {
+            loop {
+                tokio::time::sleep(IDLE).await;
+                let quiet = u.last.lock().unwrap().elapsed() >= IDLE;
+                if quiet && u.in_flight.load(Ordering::SeqCst) == 0 {
+                    // A call that already holds the connection keeps it until it is done.
+                    if bus.lock().unwrap().take().is_some() {
+                        tracing::debug!("closing the idle connection to systemd");
+                    }
+                    u.closer.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+    }
 }
 
 impl Default for Systemd {
@@ -75,7 +125,12 @@ impl Systemd {
     pub fn new(exec: Executor) -> Systemd {
         Systemd {
             exec,
-            bus: Mutex::new(None),
+            bus: Arc::new(Mutex::new(None)),
+            use_: Arc::new(Use {
+                last: Mutex::new(Instant::now()),
+                in_flight: AtomicUsize::new(0),
+                closer: AtomicBool::new(false),
+            }),
             version: OnceLock::new(),
             private_socket: PathBuf::from(dbus::PRIVATE_SOCKET),
             system_bus: true,
@@ -87,6 +142,33 @@ impl Systemd {
         self.private_socket = socket.into();
         self.system_bus = false;
         self
+    }
+
+    /// Talks to the system bus only (never the direct socket): for tests and diagnostics.
+    pub fn via_system_bus(mut self) -> Systemd {
+        self.private_socket = PathBuf::new();
+        self.system_bus = true;
+        self
+    }
+
+    /// Whether a connection to systemd is open now (a shim's closes after [`IDLE`]).
+    pub fn is_connected(&self) -> bool {
+        self.bus
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|b| !b.is_closed())
+    }
+
+    /// What the open connection goes to (`/run/systemd/private`, `the system bus`).
+    pub fn connected_to(&self) -> Option<String> {
+        self.bus.lock().unwrap().as_ref().map(|b| b.what.clone())
+    }
+
+    /// Marks a call in flight until the guard drops (then the idle closer may run).
+    fn busy(&self) -> Busy<'_> {
+        self.use_.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(self)
     }
 
     async fn connection(&self) -> Result<Arc<Bus>> {
@@ -130,6 +212,7 @@ impl Systemd {
 
     /// Connects now (if not yet): one clear error up front when D-Bus cannot be reached.
     pub fn connect(&self) -> Result<()> {
+        let _busy = self.busy();
         self.exec.block_on(self.connection())?.map(|_| ())
     }
 
@@ -139,6 +222,7 @@ impl Systemd {
         if let Some(v) = self.version.get() {
             return *v;
         }
+        let _busy = self.busy();
         let v = self
             .exec
             .block_on(self.with_bus(|b| async move { b.version().await }))
@@ -157,6 +241,7 @@ impl Systemd {
     /// is reset so no failed unit lingers), no result within 30 s.
     pub fn start(&self, unit: &UnitSpec, props: &[props::Prop]) -> Result<()> {
         let name = unit.name.as_str();
+        let _busy = self.busy();
         let r = self.exec.block_on(async {
             let mut retried = false;
             loop {
@@ -179,6 +264,11 @@ impl Systemd {
                     }
                     Ok(_) => return Ok(()),
                     Err(e @ CallError::Timeout(_)) => {
+                        // The start was asked for but its job did not end in time: the unit
+                        // is this call's, so it goes.
+                        let _ = self
+                            .with_bus(|b| async move { b.stop_unit(name).await })
+                            .await;
                         let _ = self
                             .with_bus(|b| async move { b.reset_failed_unit(name).await })
                             .await;
@@ -197,6 +287,7 @@ impl Systemd {
         if props.is_empty() {
             return Ok(());
         }
+        let _busy = self.busy();
         self.exec
             .block_on(self.with_bus(|b| async move { b.set_unit_properties(name, props).await }))?
             .map_err(|e| Error::Systemd(format!("cannot set properties of unit {name}: {e}")))
@@ -206,6 +297,7 @@ impl Systemd {
     /// unit is left. A unit systemd already unloaded (its scope emptied) is not an error.
     pub fn stop(&self, name: &str) -> Result<()> {
         const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+        let _busy = self.busy();
         let r = self.exec.block_on(async {
             let stopped = self
                 .with_bus(|b| async move { b.stop_unit(name).await })
