@@ -56,6 +56,8 @@ fi
 stage "guest stage: the shim and CRI suites in a systemd + cgroup v2 node guest (QEMU)"
 ensure_guest_tools
 "$HUSK_SRC/target/debug/husk-node" matrix "${full[@]}" 2>&1 | tee -a "$log"
+stage "guest stage: the systemd cgroup driver through the husk CLI (runtime/tests/systemd.rs)"
+"$HUSK_SRC/scripts/systemd-guest.sh" 2>&1 | tee -a "$log"
 stage "done"
 # One closing line over every test binary, host and guest.
 awk '/^test result:/ || / passed.* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
