@@ -21,8 +21,13 @@ pub const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// systemd's direct socket (root only).
 pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
 
-/// How long one method call may take before husk gives up on it.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one method call may take before husk gives up on it. systemd answers in
+/// milliseconds, but PID 1 is single-threaded and a node under load (a mount storm, many pods
+/// at once) can keep it busy for seconds.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// zbus's own bound on a call: only a backstop, later than `CALL_TIMEOUT`, whose error names
+/// the call.
+const ZBUS_TIMEOUT: Duration = Duration::from_secs(75);
 /// How long a unit's job may take (runc's bound, raised from 1 s for loaded hosts: runc#2614).
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting and authenticating may take.
@@ -78,6 +83,9 @@ impl From<zbus::Error> for CallError {
             zbus::Error::InputOutput(io) if closed_kind(io.kind()) => {
                 CallError::Closed(io.to_string())
             }
+            zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                CallError::Timeout(format!("no answer from systemd within {ZBUS_TIMEOUT:?}"))
+            }
             zbus::Error::InputOutput(io) => CallError::Other(io.to_string()),
             e => CallError::Other(e.to_string()),
         }
@@ -101,7 +109,7 @@ async fn bounded<T>(
     match tokio::time::timeout(limit, f).await {
         Ok(r) => r,
         Err(_) => Err(CallError::Timeout(format!(
-            "{} took longer than {limit:?}",
+            "{} got no answer within {limit:?}",
             what()
         ))),
     }
@@ -126,7 +134,7 @@ impl Bus {
                     guid.as_str(),
                 )?
                 .p2p()
-                .method_timeout(CALL_TIMEOUT)
+                .method_timeout(ZBUS_TIMEOUT)
                 .build()
                 .await?)
             },
@@ -150,7 +158,7 @@ impl Bus {
             CONNECT_TIMEOUT,
             async {
                 let conn = zbus::connection::Builder::system()?
-                    .method_timeout(CALL_TIMEOUT)
+                    .method_timeout(ZBUS_TIMEOUT)
                     .build()
                     .await?;
                 // The manager emits JobRemoved on the bus only while a client is subscribed.

@@ -157,8 +157,11 @@ pub fn from_writes(writes: &[Write], version: u32) -> Result<(Vec<Prop>, Vec<Wri
         }
         match w.file.as_str() {
             "cpu.weight" if !idle => {
-                if let Ok(n) = w.value.trim().parse() {
-                    set(p("CPUWeight", PropValue::U64(n)));
+                // CPUWeight=0 would mean cpu.idle to systemd (≥ 252); 0 is no weight at all.
+                if let Ok(n) = w.value.trim().parse::<u64>() {
+                    if n > 0 {
+                        set(p("CPUWeight", PropValue::U64(n)));
+                    }
                 }
             }
             // systemd sets cpu.idle 1 for CPUWeight=0 (and refuses to set it otherwise).
@@ -498,6 +501,14 @@ mod tests {
         assert_eq!(get(&props, "CPUWeight"), &PropValue::U64(0));
         let (props, _) = from_writes(&v2_writes(&r).unwrap(), 251).unwrap();
         assert_eq!(get(&props, "CPUWeight"), &PropValue::U64(174));
+        // A weight of 0 is never sent as CPUWeight=0 (which systemd reads as cpu.idle).
+        let w0 = [Write {
+            controller: "",
+            file: "cpu.weight".into(),
+            value: "0".into(),
+        }];
+        let (props, _) = from_writes(&w0, 257).unwrap();
+        assert!(props.is_empty(), "{props:?}");
         // The last write of a file wins, as on cgroupfs (unified after the typed field).
         let r = res(r#"{"memory":{"limit":1000},"unified":{"memory.max":"2000"}}"#);
         let (props, _) = from_writes(&v2_writes(&r).unwrap(), 257).unwrap();
