@@ -670,3 +670,55 @@ fn a_unit_whose_start_job_fails_is_reset_and_reported() {
     assert!(e.contains(&unit.name), "{e}");
     assert_gone(&unit.name, &cgroup_of(&slice, &unit.name));
 }
+
+#[test]
+fn a_shims_containers_start_at_once_over_one_connection() {
+    let _systemd = shared();
+    require_node();
+    // A pod's shim creating its containers at once: blocking threads sharing one connection on
+    // the shim's current-thread runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = std::thread::spawn(move || {
+        rt.block_on(async {
+            let _ = stop_rx.await;
+        })
+    });
+    let sd = std::sync::Arc::new(Systemd::new(Executor::Shared(handle)));
+    let res: oci_spec::runtime::LinuxResources = serde_json::from_value(json!({
+        "memory": {"limit": 33554432},
+        "cpu": {"shares": 256, "quota": 10000},
+        "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]
+    }))
+    .unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let (sd, res) = (sd.clone(), res.clone());
+            std::thread::spawn(move || {
+                let p = Sleeper::new();
+                let t = Instant::now();
+                let name = unique_id(&format!("many{i}"));
+                let (unit, dir) = start_scope(&sd, &name, p.0.id());
+                let cg = husk_runtime::cgroups::Cgroup::new(husk_runtime::cgroups::CgroupPaths {
+                    v2: true,
+                    dirs: [(String::new(), dir.clone())].into(),
+                });
+                sd.apply(&unit.name, &cg, &res).unwrap();
+                assert_eq!(read(&dir, "memory.max"), "33554432");
+                let took = t.elapsed();
+                drop(p);
+                sd.stop(&unit.name).unwrap();
+                assert_gone(&unit.name, &dir);
+                took
+            })
+        })
+        .collect();
+    let times: Vec<Duration> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    println!("start + apply per unit: {times:?}");
+    let _ = stop_tx.send(());
+    driver.join().unwrap();
+}

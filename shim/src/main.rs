@@ -120,9 +120,16 @@ fn serve(args: args::Args) -> Result<(), String> {
         // runs on this runtime: no thread of its own; runtime calls come from blocking threads.
         let runtime = husk_runtime::Runtime::new(manager::runtime_root(&args.namespace))
             .keep_helper_copy(false)
-            .with_systemd(husk_runtime::cgroups::systemd::Systemd::new(
-                husk_runtime::cgroups::systemd::Executor::Shared(tokio::runtime::Handle::current()),
-            ));
+            .with_systemd(
+                husk_runtime::cgroups::systemd::Systemd::new(
+                    husk_runtime::cgroups::systemd::Executor::Shared(
+                        tokio::runtime::Handle::current(),
+                    ),
+                )
+                // Trim once the idle connection is closed: it is not needed until the next
+                // container.
+                .on_idle(residency::touch),
+            );
         let service = Arc::new(service::Service::new(
             args.namespace.clone(),
             runtime,
