@@ -234,6 +234,9 @@ fn a_cri_container_is_a_scope_in_its_pod_slice_with_its_limits_until_deleted() {
         ),
         "67108864\n64\n"
     );
+    // A cgroup the container made below its own (Delegate=yes hands it the subtree): delete
+    // removes it too.
+    std::fs::create_dir(dir.join("sub")).unwrap();
     h.ok(&["delete", "--force", &b.id]);
     assert_gone(&unit, &dir);
 }

@@ -370,6 +370,30 @@ pub fn parse_version(s: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn unreachable_systemd_is_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = super::Systemd::default().with_socket(dir.path().join("no-such-socket"));
+        let e = sd.connect().unwrap_err().to_string();
+        assert!(
+            e.starts_with("systemd: cannot reach systemd over D-Bus: "),
+            "{e}"
+        );
+        assert!(e.contains("no-such-socket"), "{e}");
+        assert!(!sd.is_connected());
+        // A socket nobody answers on the D-Bus protocol: refused, not hung.
+        let path = dir.path().join("mute");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (c, _) = listener.accept().unwrap();
+            drop(c);
+        });
+        let sd = super::Systemd::default().with_socket(&path);
+        let e = sd.connect().unwrap_err().to_string();
+        assert!(e.contains("cannot reach systemd"), "{e}");
+        t.join().unwrap();
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(super::parse_version("257.9-1~deb13u1"), 257);
         assert_eq!(super::parse_version("v245.4-1.fc32"), 245);
