@@ -1,6 +1,7 @@
 //! The library API: `Runtime` creates and finds containers; `Container` drives one through
 //! its lifecycle. The CLI and the shim are thin layers over this.
 
+use crate::cgroups::systemd::{self as sd, Systemd, UnitSpec};
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::channel::{self, Channel};
 use crate::error::{Context, Error, Result};
@@ -17,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Standard streams for a container process; `None` inherits the caller's.
@@ -55,6 +56,7 @@ pub struct Runtime {
     root: PathBuf,
     exe: OnceLock<OwnedFd>,
     cache_exe: bool,
+    systemd: Arc<Systemd>,
 }
 
 /// The sealed copy of the binary the helper runs from: kept, or made for one spawn.
@@ -78,7 +80,17 @@ impl Runtime {
             root: root.into(),
             exe: OnceLock::new(),
             cache_exe: true,
+            systemd: Arc::new(Systemd::default()),
         }
+    }
+
+    /// The systemd manager client the systemd cgroup driver uses. By default it runs its D-Bus
+    /// calls on a current-thread runtime of its own, driven only during each call (a one-shot
+    /// caller such as the CLI); a long-lived tokio program passes one on its own runtime
+    /// (`sd::Executor::Shared`) and calls the runtime from blocking threads.
+    pub fn with_systemd(mut self, systemd: Systemd) -> Self {
+        self.systemd = Arc::new(systemd);
+        self
     }
 
     /// Whether to keep the sealed copy of the binary between spawns. Keeping it saves a copy
@@ -178,36 +190,19 @@ impl Runtime {
             .as_deref()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match cgroups::Driver::select(opts.cgroup_driver, &raw_path) {
-            cgroups::Driver::Systemd if !cgroups::systemd_running() => {
-                return Err(Error::Unsupported {
-                    feature: "the systemd cgroup driver".into(),
-                    reason: "systemd is not running on this host (no /run/systemd/system); \
-                             use the cgroupfs driver"
-                        .into(),
-                })
-            }
-            cgroups::Driver::Systemd => {
-                return Err(Error::Unsupported {
-                    feature: "the systemd cgroup driver".into(),
-                    reason: "not implemented yet; use the cgroupfs driver".into(),
-                })
-            }
-            cgroups::Driver::Cgroupfs if cgroups::is_systemd_path(&raw_path) => {
-                tracing::info!(
-                    id,
-                    cgroups_path = %raw_path,
-                    "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
-                );
-            }
-            cgroups::Driver::Cgroupfs => {}
-        }
-        let cg_paths = cgroups::resolve(
-            &layout,
-            linux.cgroups_path().as_deref(),
-            id,
-            &cgroups::own_cgroups(),
-        )?;
+        let unit = self.choose_driver(id, opts.cgroup_driver, &raw_path, &layout)?;
+        let cg_paths = match (&unit, &layout) {
+            (Some(u), Layout::V2(root)) => cgroups::CgroupPaths {
+                v2: true,
+                dirs: [(String::new(), root.join(u.cgroup()))].into(),
+            },
+            _ => cgroups::resolve(
+                &layout,
+                linux.cgroups_path().as_deref(),
+                id,
+                &cgroups::own_cgroups(),
+            )?,
+        };
 
         std::fs::create_dir_all(&self.root)
             .ctx(|| format!("create state root {}", self.root.display()))?;
@@ -222,6 +217,7 @@ impl Runtime {
         let mut rollback = Rollback {
             dir: Some(dir.clone()),
             cgroup: None,
+            unit: None,
             pids: vec![],
         };
         let c = self.create_in(
@@ -232,12 +228,124 @@ impl Runtime {
             process,
             &plan,
             &layout,
-            cg_paths,
+            (cg_paths, unit),
             &dir,
             &mut rollback,
         )?;
         rollback.disarm();
         Ok(c)
+    }
+
+    /// The cgroup driver for a new container, and with the systemd driver its unit.
+    ///
+    /// systemd when asked for, or when nobody said and the path has the systemd form on a
+    /// host whose init is systemd (`Driver::select`). Errors: the systemd driver asked for
+    /// without systemd, on cgroup v1, with a path not in the `slice:prefix:name` form, or with
+    /// systemd unreachable over D-Bus. Unasked on cgroup v1, a systemd-form path stays a
+    /// literal cgroupfs directory, as before.
+    fn choose_driver(
+        &self,
+        id: &str,
+        explicit: Option<cgroups::Driver>,
+        raw_path: &str,
+        layout: &Layout,
+    ) -> Result<Option<UnitSpec>> {
+        match cgroups::Driver::select(explicit, raw_path) {
+            cgroups::Driver::Systemd if !cgroups::systemd_running() => Err(Error::Unsupported {
+                feature: "the systemd cgroup driver".into(),
+                reason: "systemd is not running on this host (no /run/systemd/system); \
+                             use the cgroupfs driver"
+                    .into(),
+            }),
+            cgroups::Driver::Systemd if !layout.is_v2() => {
+                if explicit.is_some() {
+                    return Err(Error::Unsupported {
+                        feature: "the systemd cgroup driver on cgroup v1".into(),
+                        reason: "husk drives systemd on the unified (v2) hierarchy only; \
+                                 use the cgroupfs driver"
+                            .into(),
+                    });
+                }
+                tracing::info!(
+                    id,
+                    cgroups_path = %raw_path,
+                    "cgroup v1: cgroupsPath in the systemd form taken as a literal cgroupfs directory"
+                );
+                Ok(None)
+            }
+            cgroups::Driver::Systemd => {
+                let unit = UnitSpec::parse(raw_path, id)?;
+                self.systemd.connect()?;
+                Ok(Some(unit))
+            }
+            cgroups::Driver::Cgroupfs => {
+                if cgroups::is_systemd_path(raw_path) {
+                    tracing::info!(
+                        id,
+                        cgroups_path = %raw_path,
+                        "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts the helper `pid` in the container's cgroup before it makes namespaces: written
+    /// to cgroupfs, or (systemd) the unit started with it, then checked.
+    fn place(
+        &self,
+        id: &str,
+        spec: &Spec,
+        cgroup: &Cgroup,
+        unit: Option<&UnitSpec>,
+        pid: i32,
+        rollback: &mut Rollback,
+    ) -> Result<()> {
+        let Some(unit) = unit else {
+            return cgroup.add_pid(pid);
+        };
+        let oom_group = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.unified().as_ref())
+            .and_then(|u| u.get("memory.oom.group").cloned());
+        let props = sd::props::creation(
+            unit,
+            id,
+            (!unit.is_slice()).then_some(pid as u32),
+            oom_group.as_deref(),
+            self.systemd.version(),
+        );
+        self.systemd.start(unit, &props)?;
+        // Only a unit this call started is stopped on rollback (never one that was there).
+        rollback.unit = Some((self.systemd.clone(), unit.name.clone()));
+        rollback.cgroup = Some(cgroup.clone());
+        cgroup.enable_controllers()?;
+        if unit.is_slice() {
+            cgroup.add_pid(pid)?;
+        }
+        // systemd moved the helper: check it is where husk will look for the container.
+        let want = cgroup
+            .procs_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let seen = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|p| Path::new(cgroups::CGROUP_ROOT).join(p.trim_start_matches('/')));
+        if seen.as_deref() != Some(want.as_path()) {
+            return Err(Error::Systemd(format!(
+                "unit {} holds the container in {}, not in {}",
+                unit.name,
+                seen.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "no cgroup".into()),
+                want.display()
+            )));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -250,7 +358,7 @@ impl Runtime {
         process: Process,
         plan: &[Action],
         layout: &Layout,
-        cg_paths: cgroups::CgroupPaths,
+        (cg_paths, unit): (cgroups::CgroupPaths, Option<UnitSpec>),
         dir: &Path,
         rollback: &mut Rollback,
     ) -> Result<Container> {
@@ -279,9 +387,11 @@ impl Runtime {
             .transpose()?;
 
         let cgroup = Cgroup::new(cg_paths.clone());
-        cgroup.create()?;
-        rollback.cgroup = Some(cgroup.clone());
-        if cgroup.is_frozen() {
+        if unit.is_none() {
+            cgroup.create()?;
+            rollback.cgroup = Some(cgroup.clone());
+        }
+        if unit.is_none() && cgroup.is_frozen() {
             // A process put in it would stop before it could say anything (runc: "container's
             // cgroup unexpectedly frozen"). Another container sharing the cgroupsPath is paused.
             return Err(Error::Cgroup {
@@ -301,7 +411,12 @@ impl Runtime {
         if let Some(c) = &console {
             inherit.push(c.as_raw_fd());
         }
-        let born_in = cgroup.birth_dir(namespaces::has(plan, Kind::User))?;
+        // A systemd unit's cgroup exists only once the unit is started with the helper in it.
+        let born_in = if unit.is_none() {
+            cgroup.birth_dir(namespaces::has(plan, Kind::User))?
+        } else {
+            None
+        };
         if let Some(fd) = &born_in {
             inherit.push(fd.as_raw_fd());
         }
@@ -315,8 +430,15 @@ impl Runtime {
         rollback.pids.push(helper.id() as i32);
         if born_in.is_none() {
             // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted
-            // there.
-            cgroup.add_pid(helper.id() as i32)?;
+            // there (a systemd unit is started with the helper in it).
+            self.place(
+                id,
+                &spec,
+                &cgroup,
+                unit.as_ref(),
+                helper.id() as i32,
+                rollback,
+            )?;
         }
 
         let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -356,7 +478,8 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cg_paths,
             new_pid_ns: namespaces::creates(plan, Kind::Pid),
-            use_systemd: false,
+            use_systemd: unit.is_some(),
+            systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         };
         let result = drive_init(
             &parent_end,
@@ -369,22 +492,25 @@ impl Runtime {
         );
         drop(fifo);
         result?;
-        // Limits go on once the set-up is done (as runc does), before the process can run.
-        cgroup.apply(&cgroups::with_default_devices(linux.resources().as_ref()))?;
-        state::save(dir, &persisted)?;
-        if let Some(p) = &opts.pid_file {
-            write_pid_file(p, persisted.pid)?;
-        }
-        Ok(Container {
+        let c = Container {
             root: self.root.clone(),
             st: persisted,
-        })
+            systemd: self.systemd.clone(),
+        };
+        // Limits go on once the set-up is done (as runc does), before the process can run.
+        c.apply(&cgroups::with_default_devices(linux.resources().as_ref()))?;
+        state::save(dir, &c.st)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, c.st.pid)?;
+        }
+        Ok(c)
     }
 
     pub fn load(&self, id: &str) -> Result<Container> {
         Ok(Container {
             root: self.root.clone(),
             st: state::load(&self.root, id)?,
+            systemd: self.systemd.clone(),
         })
     }
 
@@ -562,6 +688,8 @@ fn reap(pid: i32) {
 struct Rollback {
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    /// The systemd unit started for it.
+    unit: Option<(Arc<Systemd>, String)>,
     pids: Vec<i32>,
 }
 
@@ -569,6 +697,7 @@ impl Rollback {
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.unit = None;
         self.pids.clear();
     }
 }
@@ -580,6 +709,11 @@ impl Drop for Rollback {
         }
         for p in &self.pids {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), None);
+        }
+        if let Some((sd, name)) = &self.unit {
+            if let Err(e) = sd.stop(name) {
+                tracing::warn!(unit = %name, error = %e, "rollback: stopping the unit");
+            }
         }
         if let Some(cg) = &self.cgroup {
             // Only what this create started is killed (above): the cgroup may be shared.
@@ -694,6 +828,7 @@ fn oci_state_of(st: &Persisted, status: Status) -> OciState {
 pub struct Container {
     root: PathBuf,
     st: Persisted,
+    systemd: Arc<Systemd>,
 }
 
 impl Container {
@@ -708,6 +843,19 @@ impl Container {
     }
     pub fn cgroup(&self) -> Cgroup {
         Cgroup::new(self.st.cgroup.clone())
+    }
+
+    /// The systemd unit holding the container (systemd cgroup driver).
+    pub fn systemd_unit(&self) -> Option<&str> {
+        self.st.systemd_unit.as_deref()
+    }
+
+    /// Applies `res` to the cgroup (systemd driver: to the unit, then the cgroup).
+    fn apply(&self, res: &LinuxResources) -> Result<()> {
+        match self.systemd_unit() {
+            Some(unit) => self.systemd.apply(unit, &self.cgroup(), res),
+            None => self.cgroup().apply(res),
+        }
     }
     fn dir(&self) -> PathBuf {
         state::container_dir(&self.root, &self.st.id)
@@ -822,7 +970,7 @@ impl Container {
 
     pub fn update(&self, res: &LinuxResources) -> Result<()> {
         lifecycle::check(self.id(), Verb::Update, self.status())?;
-        self.cgroup().apply(res)
+        self.apply(res)
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
@@ -872,6 +1020,13 @@ impl Container {
             // cannot tell whose they are), and so does husk.
             kill_cgroup(&cg);
             wait_empty(&cg, Duration::from_secs(10));
+        }
+        if let Some(unit) = self.systemd_unit() {
+            // systemd unloads an emptied scope by itself; stop + reset-failed also clear a
+            // unit that failed (OOM) and one that still holds stragglers.
+            if let Err(e) = self.systemd.stop(unit) {
+                tracing::warn!(id = %self.id(), error = %e, "stopping the container's unit");
+            }
         }
         // The cgroup goes once empty; another container may still be using it.
         cg.destroy_if_empty()?;

@@ -21,7 +21,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
+            "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true },
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
@@ -119,7 +119,8 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert!(opts.contains(&"rro") && opts.contains(&"rbind") && !opts.contains(&"tmpcopyup"));
-        assert_eq!(f["linux"]["cgroup"]["systemd"], false);
+        assert_eq!(f["linux"]["cgroup"]["systemd"], true);
+        assert_eq!(f["linux"]["cgroup"]["systemdUser"], false);
         assert!(f["linux"]["capabilities"]
             .as_array()
             .unwrap()

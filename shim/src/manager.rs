@@ -355,6 +355,7 @@ mod tests {
             .unwrap()
             .iter()
             .any(|o| o == "rro"));
+        assert_eq!(v["linux"]["cgroup"]["systemd"], true);
     }
 
     #[test]

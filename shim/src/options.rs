@@ -55,8 +55,12 @@ pub enum OptionsError {
         what: String,
         source: toml_edit::TomlError,
     },
-    #[error("runtime options: {key} in {what} must be a string")]
-    NotAString { key: &'static str, what: String },
+    #[error("runtime options: {key} in {what} must be a {kind}")]
+    WrongType {
+        key: &'static str,
+        kind: &'static str,
+        what: String,
+    },
 }
 
 /// The message name an Any's type URL names (the part after the last '/', as protobuf's Any).
@@ -122,6 +126,21 @@ impl RuntimeOptions {
             RuntimeOptions::None | RuntimeOptions::Unknown => Ok(None),
         }
     }
+
+    /// The cgroup driver the handler asks for (`SystemdCgroup`): `Some` only when the options
+    /// say it (runc's Options always do: false there is runc's cgroupfs); `None` lets husk
+    /// choose (`Driver::select`: systemd for a `slice:prefix:name` path on a systemd host).
+    pub fn cgroup_driver(&self) -> Result<Option<husk_runtime::cgroups::Driver>, OptionsError> {
+        use husk_runtime::cgroups::Driver;
+        let systemd = match self {
+            RuntimeOptions::Runc(o) => Some(o.systemd_cgroup),
+            RuntimeOptions::Generic { options, config } => {
+                toml_bool(config, "SystemdCgroup", &config_source(options))?
+            }
+            RuntimeOptions::None | RuntimeOptions::Unknown => None,
+        };
+        Ok(systemd.map(|s| if s { Driver::Systemd } else { Driver::Cgroupfs }))
+    }
 }
 
 /// Where a generic option's TOML came from, for messages.
@@ -167,11 +186,34 @@ fn toml_string(
     match item.as_str() {
         Some("") => Ok(None),
         Some(s) => Ok(Some(s.to_string())),
-        None => Err(OptionsError::NotAString {
+        None => Err(OptionsError::WrongType {
             key,
+            kind: "string",
             what: what.to_string(),
         }),
     }
+}
+
+/// A top-level boolean key, matched as `toml_string` matches.
+fn toml_bool(
+    doc: &toml_edit::DocumentMut,
+    key: &'static str,
+    what: &str,
+) -> Result<Option<bool>, OptionsError> {
+    let Some((_, item)) = doc
+        .as_table()
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+    else {
+        return Ok(None);
+    };
+    item.as_bool()
+        .map(Some)
+        .ok_or_else(|| OptionsError::WrongType {
+            key,
+            kind: "boolean",
+            what: what.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -303,5 +345,40 @@ mod tests {
         assert_eq!(o.shim_cgroup().unwrap().as_deref(), Some("/shims"));
         let none = RuntimeOptions::from_bootstrap(&BootstrapParams::default()).unwrap();
         assert!(matches!(none, RuntimeOptions::None));
+    }
+
+    #[test]
+    fn systemd_cgroup_chooses_the_driver() {
+        use husk_runtime::cgroups::Driver;
+        let o = runc_options::Options {
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        let a = any("containerd.runc.v1.Options", o.encode_to_vec());
+        let driver = |a: &Any| RuntimeOptions::from_any(a).unwrap().cgroup_driver();
+        assert_eq!(driver(&a).unwrap(), Some(Driver::Systemd));
+        // runc's Options always carry the field: absent is false, runc's cgroupfs.
+        let a = any("containerd.runc.v1.Options", vec![]);
+        assert_eq!(driver(&a).unwrap(), Some(Driver::Cgroupfs));
+        let toml = |body: &str| {
+            generic(runtime_options::Options {
+                config_body: body.as_bytes().to_vec(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            driver(&toml("SystemdCgroup = true\n")).unwrap(),
+            Some(Driver::Systemd)
+        );
+        assert_eq!(
+            driver(&toml("SystemdCgroup = false\nOther = \"x\"\n")).unwrap(),
+            Some(Driver::Cgroupfs)
+        );
+        assert_eq!(driver(&toml("Other = 1\n")).unwrap(), None);
+        let e = driver(&toml("SystemdCgroup = \"yes\"\n")).unwrap_err();
+        assert!(e.to_string().contains("must be a boolean"), "{e}");
+        assert_eq!(RuntimeOptions::None.cgroup_driver().unwrap(), None);
+        let a = any("example.com/other.Options", vec![1, 2, 3]);
+        assert_eq!(driver(&a).unwrap(), None);
     }
 }

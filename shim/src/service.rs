@@ -380,6 +380,18 @@ impl Task for Service {
             .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
         };
         let console = console_socket(req.terminal).map_err(fail)?;
+        let cgroup_driver = req
+            .options
+            .as_ref()
+            .map(|a| {
+                crate::options::RuntimeOptions::from_any(&husk_proto::Any {
+                    type_url: a.type_url.clone(),
+                    value: a.value.clone(),
+                })
+            })
+            .transpose()
+            .and_then(|o| Ok(o.map(|o| o.cgroup_driver()).transpose()?.flatten()))
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e.to_string())))?;
         let rt = self.runtime.clone();
         let id = req.id.clone();
         let opts = husk_runtime::CreateOptions {
@@ -390,6 +402,7 @@ impl Task for Service {
                 stdout: io.stdout.take(),
                 stderr: io.stderr.take(),
             },
+            cgroup_driver,
             ..Default::default()
         };
         let created = blocking(move || {
@@ -914,12 +927,15 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::UpdateTaskRequest,
     ) -> TResult<api::Empty> {
-        let ctr = self.get(&req.id)?;
+        self.get(&req.id)?;
         let res: oci_spec::runtime::LinuxResources =
             serde_json::from_slice(&req.resources.value)
                 .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
-        let c = ctr.lock().unwrap();
-        c.container.update(&res).map_err(from_runtime)?;
+        // A fresh handle on a blocking thread: with the systemd driver this talks D-Bus.
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        blocking(move || rt.load(&id)?.update(&res))
+            .await?
+            .map_err(from_runtime)?;
         Ok(api::Empty::new())
     }
 

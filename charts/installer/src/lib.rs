@@ -66,36 +66,104 @@ fn runtimes_path(schema: Schema) -> [&'static str; 4] {
     ["plugins", schema.cri_plugin(), "containerd", "runtimes"]
 }
 
-fn runtime_table() -> Table {
+/// The husk handler's table: its runtime type and the cgroup driver in its `options`
+/// (`SystemdCgroup`, which containerd hands the shim as TOML text in
+/// `runtimeoptions.v1.Options.config_body`).
+fn runtime_table(driver: Driver) -> Table {
     let mut t = Table::new();
     t.insert("runtime_type", toml_edit::value(RUNTIME_TYPE));
+    let mut opts = Table::new();
+    opts.insert("SystemdCgroup", toml_edit::value(driver == Driver::Systemd));
+    t.insert("options", Item::Table(opts));
     t.decor_mut().set_prefix(format!("\n{MARKER}\n"));
     t
 }
 
-/// The cgroup driver the config asks runc to use (`SystemdCgroup` in any runtime's options).
-pub fn uses_systemd_cgroup(doc: &DocumentMut, schema: Schema) -> bool {
+/// The cgroup driver of a runtime handler, as kubelet and containerd name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Cgroupfs,
+    Systemd,
+}
+
+/// The runc handler whose cgroup driver husk follows, and that driver: containerd's own choice
+/// of the handler that decides the driver it reports to kubelet (internal/cri/server
+/// `getCgroupDriver`): the default handler (`default_runtime_name`, default `runc`) when it
+/// is runc-typed, else the runc-typed handlers by name. `SystemdCgroup` unset, or no runc
+/// handler in the file (containerd's built-in `runc` then), is the cgroupfs driver.
+pub fn runc_driver(doc: &DocumentMut, schema: Schema) -> (Option<String>, Driver) {
     let mut cur: &Item = doc.as_item();
     for k in runtimes_path(schema) {
         match cur.get(k) {
             Some(i) => cur = i,
-            None => return false,
+            None => return (None, Driver::Cgroupfs),
         }
     }
-    cur.as_table_like()
-        .map(|rts| {
-            rts.iter().any(|(_, rt)| {
-                rt.get("options")
-                    .and_then(|o| o.get("SystemdCgroup"))
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false)
+    let default = doc
+        .get("plugins")
+        .and_then(|p| p.get(schema.cri_plugin()))
+        .and_then(|c| c.get("containerd"))
+        .and_then(|c| c.get("default_runtime_name"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("runc")
+        .to_string();
+    let Some(rts) = cur.as_table_like() else {
+        return (None, Driver::Cgroupfs);
+    };
+    let is_runc = |rt: &Item| {
+        rt.get("runtime_type").and_then(|v| v.as_str()) == Some("io.containerd.runc.v2")
+    };
+    let mut names: Vec<&str> = rts
+        .iter()
+        .filter(|(n, rt)| *n != HANDLER && is_runc(rt))
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    if let Some(i) = names.iter().position(|n| *n == default) {
+        let d = names.remove(i);
+        names.insert(0, d);
+    }
+    let Some(name) = names.first() else {
+        return (None, Driver::Cgroupfs);
+    };
+    let systemd = rts
+        .get(name)
+        .and_then(|rt| rt.get("options"))
+        .and_then(|o| o.get("SystemdCgroup"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    (
+        Some(name.to_string()),
+        if systemd {
+            Driver::Systemd
+        } else {
+            Driver::Cgroupfs
+        },
+    )
 }
 
-/// Adds the husk handler. Returns true if the document changed (false: already there).
-pub fn add_handler(doc: &mut DocumentMut, schema: Schema) -> bool {
+/// The driver the husk handler in `doc` is configured with, if it is there.
+pub fn husk_driver(doc: &DocumentMut, schema: Schema) -> Option<Driver> {
+    let mut cur: &Item = doc.as_item();
+    for k in runtimes_path(schema) {
+        cur = cur.get(k)?;
+    }
+    let h = cur.get(HANDLER)?;
+    (h.get("runtime_type").and_then(|v| v.as_str()) == Some(RUNTIME_TYPE)).then(|| {
+        match h
+            .get("options")
+            .and_then(|o| o.get("SystemdCgroup"))
+            .and_then(|v| v.as_bool())
+        {
+            Some(true) => Driver::Systemd,
+            _ => Driver::Cgroupfs,
+        }
+    })
+}
+
+/// Adds the husk handler with `driver`, or sets the driver of the one there. Returns true if
+/// the document changed (false: already there with that driver).
+pub fn add_handler(doc: &mut DocumentMut, schema: Schema, driver: Driver) -> bool {
     if doc.get("version").is_none() {
         doc.insert(
             "version",
@@ -113,12 +181,25 @@ pub fn add_handler(doc: &mut DocumentMut, schema: Schema) -> bool {
             .as_table_mut()
             .expect("containerd config sections are tables");
     }
-    if let Some(existing) = cur.get(HANDLER) {
+    if let Some(existing) = cur.get_mut(HANDLER).and_then(|i| i.as_table_mut()) {
         if existing.get("runtime_type").and_then(|v| v.as_str()) == Some(RUNTIME_TYPE) {
-            return false;
+            let want = driver == Driver::Systemd;
+            let opts = existing.entry("options").or_insert_with(|| {
+                let mut t = Table::new();
+                t.set_implicit(false);
+                Item::Table(t)
+            });
+            let Some(opts) = opts.as_table_like_mut() else {
+                return false;
+            };
+            if opts.get("SystemdCgroup").and_then(|v| v.as_bool()) == Some(want) {
+                return false;
+            }
+            opts.insert("SystemdCgroup", toml_edit::value(want));
+            return true;
         }
     }
-    cur.insert(HANDLER, Item::Table(runtime_table()));
+    cur.insert(HANDLER, Item::Table(runtime_table(driver)));
     true
 }
 
@@ -144,9 +225,9 @@ pub fn remove_handler(doc: &mut DocumentMut, schema: Schema) -> bool {
 }
 
 /// A drop-in holding only the husk handler (containerd 2.x merges drop-ins per key).
-pub fn drop_in(schema: Schema) -> String {
+pub fn drop_in(schema: Schema, driver: Driver) -> String {
     let mut doc = DocumentMut::new();
-    add_handler(&mut doc, schema);
+    add_handler(&mut doc, schema, driver);
     format!("{MARKER}\n{doc}")
 }
 
@@ -179,28 +260,47 @@ pub enum Plan {
     },
 }
 
-/// Decides how to register the handler in `config` (whose text is `text`).
+/// What `plan_install` decided, with the cgroup driver and the runc handler it follows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub plan: Plan,
+    pub schema: Schema,
+    pub driver: Driver,
+    /// The runc handler the driver was read from (`None`: containerd's built-in runc).
+    pub runc_handler: Option<String>,
+}
+
+/// Decides how to register the handler in `config` (whose text is `text`), with the cgroup
+/// driver the node's runc handler uses (`runc_driver`), so husk's containers land where
+/// runc's do and where kubelet looks for them.
 pub fn plan_install(
     config: &Path,
     text: &str,
     default: Schema,
     drop_in_dir: Option<&Path>,
-) -> Result<(Plan, Schema), Error> {
+) -> Result<Decision, Error> {
     let mut doc = parse(config, text)?;
     let schema = schema(config, &doc, default)?;
+    let (runc_handler, driver) = runc_driver(&doc, schema);
+    let decided = |plan| Decision {
+        plan,
+        schema,
+        driver,
+        runc_handler: runc_handler.clone(),
+    };
     let mut probe = doc.clone();
-    if !add_handler(&mut probe, schema) {
-        return Ok((Plan::AlreadyInstalled, schema));
+    if !add_handler(&mut probe, schema, driver) {
+        return Ok(decided(Plan::AlreadyInstalled));
     }
     if let (Schema::V3, Some(dir)) = (schema, drop_in_dir) {
         let file = dir.join("husk.toml");
-        if file.exists()
-            && std::fs::read_to_string(&file)
-                .map(|t| t.contains(RUNTIME_TYPE))
-                .unwrap_or(false)
-            && imports_cover(&doc, &file)
-        {
-            return Ok((Plan::AlreadyInstalled, schema));
+        let current = std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.contains(RUNTIME_TYPE))
+            .and_then(|t| t.parse::<DocumentMut>().ok())
+            .and_then(|d| husk_driver(&d, schema));
+        if current == Some(driver) && imports_cover(&doc, &file) {
+            return Ok(decided(Plan::AlreadyInstalled));
         }
         let config_text = if imports_cover(&doc, &file) {
             None
@@ -214,27 +314,24 @@ pub fn plan_install(
             doc.insert("imports", toml_edit::value(arr));
             Some(doc.to_string())
         };
-        return Ok((
-            Plan::DropIn {
-                file,
-                content: drop_in(schema),
-                config: config_text,
-            },
-            schema,
-        ));
+        return Ok(decided(Plan::DropIn {
+            file,
+            content: drop_in(schema, driver),
+            config: config_text,
+        }));
     }
-    add_handler(&mut doc, schema);
+    add_handler(&mut doc, schema, driver);
     let out = doc.to_string();
-    // Validate: what we write must parse and hold the handler.
+    // Validate: what we write must parse and hold the handler with that driver.
     let check = parse(config, &out)?;
     let mut again = check.clone();
-    if add_handler(&mut again, schema) {
+    if add_handler(&mut again, schema, driver) {
         return Err(cfg_err(
             config,
             "internal error: the edited config does not hold the husk handler",
         ));
     }
-    Ok((Plan::InPlace(out), schema))
+    Ok(decided(Plan::InPlace(out)))
 }
 
 /// Writes `text` to `path` atomically (temp file + rename).

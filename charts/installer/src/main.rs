@@ -178,11 +178,23 @@ fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 Schema::V2
             };
-            let (plan, schema) =
-                plan_install(&common.config, &text, default, Some(&common.drop_in_dir))?;
-            if uses_systemd_cgroup(&parse(&common.config, &text)?, schema) {
-                eprintln!("warning: containerd is configured with the systemd cgroup driver (SystemdCgroup = true); husk supports the cgroupfs driver only for now, and will refuse systemd cgroup paths with a clear error.");
-            }
+            let Decision {
+                plan,
+                schema,
+                driver,
+                runc_handler,
+            } = plan_install(&common.config, &text, default, Some(&common.drop_in_dir))?;
+            println!(
+                "cgroup driver: {} (SystemdCgroup = {}), as {}",
+                match driver {
+                    Driver::Systemd => "systemd",
+                    Driver::Cgroupfs => "cgroupfs",
+                },
+                driver == Driver::Systemd,
+                runc_handler
+                    .map(|h| format!("runtime handler `{h}` (runc) uses"))
+                    .unwrap_or_else(|| "containerd's built-in runc handler uses".into())
+            );
             let dst = install_binary(&shim, &common.bin_dir, "containerd-shim-husk-v2")?;
             println!("installed {}", dst.display());
             let already = matches!(plan, Plan::AlreadyInstalled);

@@ -18,13 +18,23 @@ root = "/var/lib/containerd"
 "#;
 
 fn installed(text: &str, schema: Schema) -> bool {
-    let mut doc = parse(Path::new("c"), text).unwrap();
-    !add_handler(&mut doc, schema)
+    let doc = parse(Path::new("c"), text).unwrap();
+    husk_driver(&doc, schema).is_some()
+}
+
+/// The driver husk's handler got in the plan's output (the config or the drop-in).
+fn husk_driver_of(plan: &Plan, schema: Schema) -> Option<Driver> {
+    let text = match plan {
+        Plan::InPlace(out) => out,
+        Plan::DropIn { content, .. } => content,
+        Plan::AlreadyInstalled => return None,
+    };
+    husk_driver(&parse(Path::new("c"), text).unwrap(), schema)
 }
 
 #[test]
 fn v2_config_with_other_runtimes_is_edited_in_place_preserving_it() {
-    let (plan, schema) = plan_install(
+    let Decision { plan, schema, .. } = plan_install(
         Path::new("/etc/containerd/config.toml"),
         V2_WITH_RUNC,
         Schema::V2,
@@ -44,18 +54,26 @@ fn v2_config_with_other_runtimes_is_edited_in_place_preserving_it() {
     assert!(out.contains(r#"runtime_type = "io.containerd.husk.v2""#));
     assert!(installed(&out, Schema::V2));
     // Twice = once.
-    let (again, _) = plan_install(Path::new("c"), &out, Schema::V2, None).unwrap();
-    assert_eq!(again, Plan::AlreadyInstalled);
+    let again = plan_install(Path::new("c"), &out, Schema::V2, None).unwrap();
+    assert_eq!(again.plan, Plan::AlreadyInstalled);
 }
 
 #[test]
 fn fresh_empty_config_gets_a_version() {
-    let (plan, _) = plan_install(Path::new("c"), "", Schema::V2, None).unwrap();
-    let Plan::InPlace(out) = plan else { panic!() };
+    let Plan::InPlace(out) = plan_install(Path::new("c"), "", Schema::V2, None)
+        .unwrap()
+        .plan
+    else {
+        panic!()
+    };
     assert!(out.starts_with("version = 2"), "{out}");
     assert!(installed(&out, Schema::V2));
-    let (plan, _) = plan_install(Path::new("c"), "", Schema::V3, None).unwrap();
-    let Plan::InPlace(out) = plan else { panic!() };
+    let Plan::InPlace(out) = plan_install(Path::new("c"), "", Schema::V3, None)
+        .unwrap()
+        .plan
+    else {
+        panic!()
+    };
     assert!(
         out.contains(r#"[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.husk]"#),
         "{out}"
@@ -66,7 +84,8 @@ fn fresh_empty_config_gets_a_version() {
 fn v3_config_uses_a_drop_in() {
     let dir = Path::new("/etc/containerd/conf.d");
     let covered = "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
-    let (plan, schema) = plan_install(Path::new("c"), covered, Schema::V2, Some(dir)).unwrap();
+    let Decision { plan, schema, .. } =
+        plan_install(Path::new("c"), covered, Schema::V2, Some(dir)).unwrap();
     assert_eq!(schema, Schema::V3);
     let Plan::DropIn {
         file,
@@ -85,10 +104,11 @@ fn v3_config_uses_a_drop_in() {
     // Not covered: the config gets an imports entry, nothing else changes.
     let bare =
         "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\"]\n  enable_selinux = false\n";
-    let (plan, _) = plan_install(Path::new("c"), bare, Schema::V2, Some(dir)).unwrap();
     let Plan::DropIn {
         config: Some(c), ..
-    } = plan
+    } = plan_install(Path::new("c"), bare, Schema::V2, Some(dir))
+        .unwrap()
+        .plan
     else {
         panic!()
     };
@@ -125,8 +145,9 @@ fn malformed_and_unsupported_configs_are_refused() {
 
 #[test]
 fn uninstall_removes_only_what_the_installer_wrote() {
-    let (Plan::InPlace(out), _) =
-        plan_install(Path::new("c"), V2_WITH_RUNC, Schema::V2, None).unwrap()
+    let Plan::InPlace(out) = plan_install(Path::new("c"), V2_WITH_RUNC, Schema::V2, None)
+        .unwrap()
+        .plan
     else {
         panic!()
     };
@@ -141,15 +162,107 @@ fn uninstall_removes_only_what_the_installer_wrote() {
 }
 
 #[test]
-fn systemd_cgroup_driver_is_detected() {
-    let doc = parse(Path::new("c"), V2_WITH_RUNC).unwrap();
-    assert!(!uses_systemd_cgroup(&doc, Schema::V2));
-    let doc = parse(
-        Path::new("c"),
-        &V2_WITH_RUNC.replace("SystemdCgroup = false", "SystemdCgroup = true"),
-    )
-    .unwrap();
-    assert!(uses_systemd_cgroup(&doc, Schema::V2));
+fn husk_gets_the_cgroup_driver_of_the_nodes_runc_handler() {
+    // cgroupfs runc: husk's handler says SystemdCgroup = false.
+    let d = plan_install(Path::new("c"), V2_WITH_RUNC, Schema::V2, None).unwrap();
+    assert_eq!(
+        (d.driver, d.runc_handler.as_deref()),
+        (Driver::Cgroupfs, Some("runc"))
+    );
+    assert_eq!(husk_driver_of(&d.plan, Schema::V2), Some(Driver::Cgroupfs));
+    // kubeadm's systemd setup: husk's handler says SystemdCgroup = true.
+    let systemd = V2_WITH_RUNC.replace("SystemdCgroup = false", "SystemdCgroup = true");
+    let d = plan_install(Path::new("c"), &systemd, Schema::V2, None).unwrap();
+    assert_eq!(d.driver, Driver::Systemd);
+    let Plan::InPlace(out) = &d.plan else {
+        panic!("{:?}", d.plan)
+    };
+    assert!(
+        out.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk.options]\nSystemdCgroup = true"),
+        "{out}"
+    );
+    assert_eq!(husk_driver_of(&d.plan, Schema::V2), Some(Driver::Systemd));
+    // Installed with systemd: a re-run changes nothing.
+    assert_eq!(
+        plan_install(Path::new("c"), out, Schema::V2, None)
+            .unwrap()
+            .plan,
+        Plan::AlreadyInstalled
+    );
+    // The operator moved runc back to cgroupfs: a re-run moves husk too, and only that.
+    let moved = out.replacen("SystemdCgroup = true", "SystemdCgroup = false", 1);
+    let Plan::InPlace(again) = plan_install(Path::new("c"), &moved, Schema::V2, None)
+        .unwrap()
+        .plan
+    else {
+        panic!()
+    };
+    let doc = parse(Path::new("c"), &again).unwrap();
+    assert_eq!(husk_driver(&doc, Schema::V2), Some(Driver::Cgroupfs));
+    assert_eq!(runc_driver(&doc, Schema::V2).1, Driver::Cgroupfs);
+    assert_eq!(again.matches("runtimes.husk]").count(), 1, "{again}");
+}
+
+#[test]
+fn the_default_runc_handler_decides_as_containerd_decides() {
+    // Two runc-typed handlers: the default one (not first by name) decides.
+    let two = r#"version = 3
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.crun]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.crun.options]
+    BinaryName = "crun"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+    SystemdCgroup = true
+"#;
+    let doc = parse(Path::new("c"), two).unwrap();
+    assert_eq!(
+        runc_driver(&doc, Schema::V3),
+        (Some("runc".into()), Driver::Systemd)
+    );
+    // A default that is not runc-typed (gVisor, kata): the runc-typed ones by name.
+    let other = two.replace(
+        "default_runtime_name = \"runc\"",
+        "default_runtime_name = \"kata\"",
+    );
+    let doc = parse(Path::new("c"), &other).unwrap();
+    assert_eq!(
+        runc_driver(&doc, Schema::V3),
+        (Some("crun".into()), Driver::Cgroupfs)
+    );
+    // No runc handler in the file: containerd's built-in runc, cgroupfs.
+    let doc = parse(Path::new("c"), "version = 3\n").unwrap();
+    assert_eq!(runc_driver(&doc, Schema::V3), (None, Driver::Cgroupfs));
+    // containerd 2.x: the drop-in carries the driver.
+    let dir = tempfile::tempdir().unwrap();
+    // (top-level keys go before the first table)
+    let covered = two.replacen(
+        "version = 3\n",
+        &format!(
+            "version = 3\nimports = [\"{}/*.toml\"]\n",
+            dir.path().display()
+        ),
+        1,
+    );
+    let d = plan_install(Path::new("c"), &covered, Schema::V3, Some(dir.path())).unwrap();
+    let Plan::DropIn { file, content, .. } = &d.plan else {
+        panic!("{:?}", d.plan)
+    };
+    assert_eq!(husk_driver_of(&d.plan, Schema::V3), Some(Driver::Systemd));
+    std::fs::write(file, content).unwrap();
+    assert_eq!(
+        plan_install(Path::new("c"), &covered, Schema::V3, Some(dir.path()))
+            .unwrap()
+            .plan,
+        Plan::AlreadyInstalled
+    );
+    // runc flipped to cgroupfs: the drop-in is rewritten.
+    let flipped = covered.replace("SystemdCgroup = true", "SystemdCgroup = false");
+    let d = plan_install(Path::new("c"), &flipped, Schema::V3, Some(dir.path())).unwrap();
+    assert_eq!(husk_driver_of(&d.plan, Schema::V3), Some(Driver::Cgroupfs));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //!   systemd `slice:prefix:name` form taken literally, as runc does without `--systemd-cgroup`).
 //! - `v1`, `v2`: OCI resources translated into explicit file writes (pure, unit-tested).
 //! - `devices`: the default device rules; `devices::bpf` the v2 device program.
+//! - `systemd`: the systemd driver — a transient unit per container over D-Bus, then the
+//!   cgroupfs writes systemd has no property for.
 //!
 //! cgroups-rs provides hierarchy discovery (mountinfo). The resource values are translated here
 //! into explicit file writes, because cgroups-rs hard-codes the v2 root to /sys/fs/cgroup (so
@@ -12,6 +14,7 @@
 
 pub mod devices;
 mod path;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -415,6 +418,15 @@ impl Cgroup {
         })
     }
 
+    /// Enables the controllers in every ancestor of an existing v2 cgroup (a systemd unit's),
+    /// as `create` does for one it makes.
+    pub fn enable_controllers(&self) -> Result<()> {
+        match self.dir("") {
+            Some(dir) if self.paths.v2 => v2::create(dir),
+            _ => Ok(()),
+        }
+    }
+
     pub fn add_pid(&self, pid: i32) -> Result<()> {
         let mut done: Vec<&PathBuf> = Vec::new();
         for dir in self.paths.dirs.values() {
@@ -559,18 +571,19 @@ impl Cgroup {
                 all_gone = false;
                 continue;
             }
-            if let Err(e) = remove_cgroup_dir(dir) {
+            if let Err(e) = remove_tree(dir) {
                 last_err = Some(e);
             }
         }
         last_err.map_or(Ok(all_gone), Err)
     }
 
-    /// Removes the cgroup directories (the processes must be gone).
+    /// Removes the cgroup directories and any cgroups the container made below them, deepest
+    /// first (the processes must be gone).
     pub fn destroy(&self) -> Result<()> {
         let mut last_err = None;
         for dir in self.paths.dirs.values() {
-            if let Err(e) = remove_cgroup_dir(dir) {
+            if let Err(e) = remove_tree(dir) {
                 last_err = Some(e);
             }
         }
@@ -578,9 +591,16 @@ impl Cgroup {
     }
 }
 
-/// rmdir of a cgroup directory, retried briefly: processes that just died may still be on
-/// their way out of it.
-fn remove_cgroup_dir(dir: &Path) -> Result<()> {
+/// rmdir of a cgroup and its sub-cgroups, deepest first; a cgroup that is already gone is fine.
+/// An rmdir can fail briefly while the last exited processes are released: retried for 100 ms.
+fn remove_tree(dir: &Path) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
     for attempt in 0..50 {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
