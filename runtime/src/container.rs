@@ -304,12 +304,6 @@ impl Runtime {
         // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted there.
         cgroup.add_pid(helper.id() as i32)?;
 
-        let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-            m.iter()
-                .flatten()
-                .map(|x| (x.container_id(), x.host_id(), x.size()))
-                .collect::<Vec<_>>()
-        };
         let cfg = InitConfig {
             id: id.to_string(),
             mode: Mode::Create {
@@ -322,8 +316,8 @@ impl Runtime {
             },
             process,
             namespaces: plan.to_vec(),
-            uid_mappings: ids(linux.uid_mappings()),
-            gid_mappings: ids(linux.gid_mappings()),
+            uid_mappings: spec::id_mappings(linux.uid_mappings()),
+            gid_mappings: spec::id_mappings(linux.gid_mappings()),
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
         };
@@ -573,6 +567,12 @@ fn drive_init(
                 let _ = helper.wait();
                 st.pid = pid;
                 st.pid_start_time = state::pid_start_time(pid).unwrap_or(0);
+                if let Mode::Create { spec, bundle, .. } = &cfg.mode {
+                    let userns = namespaces::has(&cfg.namespaces, Kind::User);
+                    for (index, tree) in crate::idmap::mount_sources(spec, bundle, pid, userns)? {
+                        chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
+                    }
+                }
                 let oci = oci_state_of(st, Status::Creating);
                 chan.send(&ToInit::Continue {
                     pid,

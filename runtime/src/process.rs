@@ -10,6 +10,7 @@ use crate::namespaces::{self, Action, Kind};
 use crate::rootfs::{self, CgroupLayoutInfo};
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ pub struct InitConfig {
 pub enum ToInit {
     Config(Box<InitConfig>),
     IdMapsWritten,
+    /// Carries (as its fd) the detached, idmapped source of `mounts[index]`, made by the
+    /// parent; sent before `Continue`.
+    MountSource {
+        index: usize,
+    },
     /// The container process may go on; carries its pid as the host sees it.
     Continue {
         pid: i32,
@@ -142,6 +148,11 @@ fn helper(chan: &Channel) -> Result<()> {
     joins.sort_by_key(|n| if n.kind == Kind::User { 0 } else { 1 });
     for ns in &joins {
         namespaces::join(ns)?;
+        if ns.kind == Kind::User {
+            // Our ids are the host's, unmapped in the joined namespace (files would be made
+            // with the overflow id, EOVERFLOW): become its root, as runc's nsexec does.
+            become_root("the joined user namespace")?;
+        }
     }
     if let Some(adj) = cfg.process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -157,12 +168,7 @@ fn helper(chan: &Channel) -> Result<()> {
             Some(ToInit::IdMapsWritten) => {}
             _ => return Err(Error::Init("parent did not write the id mappings".into())),
         }
-        let root_uid = nix::unistd::Uid::from_raw(0);
-        let root_gid = nix::unistd::Gid::from_raw(0);
-        nix::unistd::setresgid(root_gid, root_gid, root_gid)
-            .ctx(|| "become gid 0 in the user namespace")?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid)
-            .ctx(|| "become uid 0 in the user namespace")?;
+        become_root("the user namespace")?;
     }
     let mut flags = nix::sched::CloneFlags::empty();
     for a in &cfg.namespaces {
@@ -222,17 +228,37 @@ fn helper(chan: &Channel) -> Result<()> {
     unsafe { libc::_exit(127) }
 }
 
-fn wait_continue(chan: &Channel) -> Result<(i32, String)> {
-    match chan.recv::<ToInit>()? {
-        Some(ToInit::Continue { pid, state_json }) => Ok((pid, state_json)),
-        _ => Err(Error::Init(
-            "parent went away before the container was set up".into(),
-        )),
+/// setresgid/setresuid to 0 in the user namespace just created or joined (`what`).
+fn become_root(what: &str) -> Result<()> {
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| format!("become gid 0 in {what}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| format!("become uid 0 in {what}"))
+}
+
+/// Waits for `Continue`, collecting the idmapped mount sources sent before it.
+fn wait_continue(chan: &Channel) -> Result<(i32, String, HashMap<usize, OwnedFd>)> {
+    let mut sources = HashMap::new();
+    loop {
+        match chan.recv_with_fd::<ToInit>()? {
+            Some((ToInit::MountSource { index }, Some(fd))) => {
+                sources.insert(index, fd);
+            }
+            Some((ToInit::Continue { pid, state_json }, _)) => {
+                return Ok((pid, state_json, sources))
+            }
+            _ => {
+                return Err(Error::Init(
+                    "parent went away before the container was set up".into(),
+                ))
+            }
+        }
     }
 }
 
 fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::Infallible> {
-    let (_pid, state_json) = wait_continue(chan)?;
+    let (_pid, state_json, idmapped) = wait_continue(chan)?;
     let process = &cfg.process;
     let terminal = process.terminal().unwrap_or(false);
     if let Mode::Create { .. } = cfg.mode {
@@ -261,12 +287,16 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                 spec,
                 rootfs,
                 bundle,
-                new_userns: namespaces::creates(&cfg.namespaces, Kind::User),
+                // Created or joined (a CRI app container joins its pod's): either way not the
+                // host's, so device nodes cannot be made.
+                userns: namespaces::has(&cfg.namespaces, Kind::User),
                 new_cgroupns: namespaces::creates(&cfg.namespaces, Kind::Cgroup),
                 new_netns: namespaces::creates(&cfg.namespaces, Kind::Network),
                 cgroup_layout: cgroup,
+                idmapped,
             };
             rootfs::prepare(&cx)?;
+            drop(cx);
             let root = crate::inroot::Root::open(rootfs)?;
             let linux = spec.linux().as_ref();
             rootfs::mask_paths(
