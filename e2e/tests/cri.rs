@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn pod_sandbox_lifecycle() {
     on_both(&[], |bed, c, handler| {
-        let cfg = Cri::pod_config(
+        let cfg = bed.pod_config(
             &format!("pod-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -41,7 +41,7 @@ fn pod_sandbox_lifecycle() {
 fn exit_codes_reasons_and_logs() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
         let logs = bed.dir.path().join(format!("logs-{handler}"));
-        let pod_cfg = Cri::pod_config(&format!("exit-{handler}"), &logs);
+        let pod_cfg = bed.pod_config(&format!("exit-{handler}"), &logs);
         let pod = c.run_pod(&pod_cfg, handler);
         let mut out = Vec::new();
         for (name, script) in [
@@ -79,7 +79,7 @@ fn exit_codes_reasons_and_logs() {
 #[test]
 fn exec_sync_output_exit_code_and_timeout() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("exec-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -143,7 +143,7 @@ fn exec_sync_output_exit_code_and_timeout() {
 #[test]
 fn security_context_user_readonly_rootfs_and_capabilities() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("sec-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -189,7 +189,7 @@ fn security_context_user_readonly_rootfs_and_capabilities() {
 #[test]
 fn oom_kill_is_reported_as_oomkilled() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("oom-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -224,7 +224,7 @@ fn oom_kill_is_reported_as_oomkilled() {
 #[test]
 fn update_container_resources_and_container_stats() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("upd-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -248,17 +248,16 @@ fn update_container_resources_and_container_stats() {
         };
         c.call(|mut r| async move { r.update_container_resources(req).await })
             .expect("UpdateContainerResources");
-        let limit = c
-            .exec_sync(
-                &id,
-                &[
-                    "cat",
-                    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                    "/sys/fs/cgroup/cpu/cpu.shares",
-                ],
-                10,
-            )
-            .unwrap();
+        // The container's own cgroup files (its cgroup namespace on v2).
+        let files: &[&str] = if husk_e2e::env::cgroup_v2() {
+            &["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.weight"]
+        } else {
+            &[
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/cpu/cpu.shares",
+            ]
+        };
+        let limit = c.exec_sync(&id, &[&["cat"], files].concat(), 10).unwrap();
         let req = cri::ContainerStatsRequest {
             container_id: id.clone(),
         };
@@ -287,13 +286,22 @@ fn update_container_resources_and_container_stats() {
             cpu > 0,
         )
     });
-    assert_eq!(seen, ("67108864\n512\n".to_string(), true, true));
+    // cgroup v2 has cpu.weight, converted from the shares by a formula that changed across
+    // runc versions: on v2 the handlers must agree on it (on_both), the value is not pinned.
+    let (limits, mem, cpu) = seen;
+    let lines: Vec<&str> = limits.lines().collect();
+    assert_eq!(lines.len(), 2, "{limits:?}");
+    assert_eq!(lines[0], "67108864");
+    if !husk_e2e::env::cgroup_v2() {
+        assert_eq!(lines[1], "512");
+    }
+    assert_eq!((mem, cpu), (true, true));
 }
 
 #[test]
 fn container_list_and_status_with_filters() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("list-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
