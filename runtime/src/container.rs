@@ -579,6 +579,15 @@ fn drive_init(
                     state_json: serde_json::to_string(&oci).unwrap_or_default(),
                 })?;
             }
+            Some(FromInit::MountSourceRequest { index }) => {
+                let Mode::Create { spec, bundle, .. } = &cfg.mode else {
+                    return Err(Error::Init(
+                        "a mount source asked for outside create".into(),
+                    ));
+                };
+                let tree = crate::idmap::bind_source(spec, bundle, index)?;
+                chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
+            }
             Some(FromInit::RunHooks) => {
                 let oci =
                     serde_json::to_string(&oci_state_of(st, Status::Creating)).unwrap_or_default();

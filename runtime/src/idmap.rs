@@ -325,6 +325,29 @@ pub(crate) fn mount_sources(
     Ok(out)
 }
 
+/// A detached clone of the source of bind mount `mounts[index]` (recursive for `rbind`), made
+/// by the parent for a container whose root cannot reach it.
+pub(crate) fn bind_source(
+    spec: &oci_spec::runtime::Spec,
+    bundle: &Path,
+    index: usize,
+) -> Result<OwnedFd> {
+    let m = spec
+        .mounts()
+        .as_ref()
+        .and_then(|v| v.get(index))
+        .ok_or_else(|| Error::Init(format!("no mounts[{index}] to make a source for")))?;
+    let o = crate::mountopts::parse(m.options().as_deref().unwrap_or(&[]))
+        .map_err(|e| Error::spec(format!("mounts[{index}].options"), e.0))?;
+    let src = crate::rootfs::source_path(m, bundle).ok_or_else(|| {
+        Error::spec(
+            format!("mounts[{index}].source"),
+            "a bind mount needs a source",
+        )
+    })?;
+    detached_clone(&src, o.is_recursive_bind())
+}
+
 // linux/mount.h
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;

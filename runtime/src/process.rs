@@ -53,8 +53,9 @@ pub struct InitConfig {
 pub enum ToInit {
     Config(Box<InitConfig>),
     IdMapsWritten,
-    /// Carries (as its fd) the detached, idmapped source of `mounts[index]`, made by the
-    /// parent; sent before `Continue`.
+    /// Carries (as its fd) a detached clone of the source of `mounts[index]` made by the
+    /// parent: every idmapped mount's (idmapped, sent before `Continue`), and any the container
+    /// asked for with `FromInit::MountSourceRequest`.
     MountSource {
         index: usize,
     },
@@ -75,6 +76,13 @@ pub enum FromInit {
     },
     /// The container process was forked.
     Pid(i32),
+    /// The container's root cannot reach the source of bind mount `mounts[index]` (a user
+    /// namespace without search permission on a host directory, e.g. containerd's sandbox
+    /// state): the parent, still the host's root, makes a detached clone of it and answers
+    /// with `ToInit::MountSource`, as runc's parent opens such sources.
+    MountSourceRequest {
+        index: usize,
+    },
     /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
     RunHooks,
     /// Set-up is done; the process now waits for `start`.
@@ -134,6 +142,12 @@ fn helper(chan: &Channel) -> Result<()> {
         Some(ToInit::Config(c)) => *c,
         _ => return Err(Error::Init("expected the init configuration".into())),
     };
+    // While the helper still has the host's privileges (a joined user namespace takes them):
+    // the container process inherits it.
+    if let Some(adj) = cfg.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+    }
     // Join namespaces by path first (all opened before any setns, since joining the mount
     // namespace changes what paths mean); the user namespace goes first.
     let mut joins: Vec<namespaces::Opened> = Vec::new();
@@ -153,10 +167,6 @@ fn helper(chan: &Channel) -> Result<()> {
             // with the overflow id, EOVERFLOW): become its root, as runc's nsexec does.
             become_root("the joined user namespace")?;
         }
-    }
-    if let Some(adj) = cfg.process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
     }
     let creates = |k| namespaces::creates(&cfg.namespaces, k);
     if creates(Kind::User) {
@@ -293,7 +303,8 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                 new_cgroupns: namespaces::creates(&cfg.namespaces, Kind::Cgroup),
                 new_netns: namespaces::creates(&cfg.namespaces, Kind::Network),
                 cgroup_layout: cgroup,
-                idmapped,
+                sources: std::cell::RefCell::new(idmapped),
+                chan: Some(chan),
             };
             rootfs::prepare(&cx)?;
             drop(cx);

@@ -25,9 +25,32 @@ pub struct Context2<'a> {
     pub new_cgroupns: bool,
     pub new_netns: bool,
     pub cgroup_layout: &'a CgroupLayoutInfo,
-    /// Detached, idmapped sources of idmapped bind mounts by mount index, made by the parent
-    /// (`idmap::mount_sources`): attached with move_mount instead of a bind.
-    pub idmapped: std::collections::HashMap<usize, OwnedFd>,
+    /// Detached clones of bind mount sources by mount index, made by the parent: idmapped
+    /// ones (`idmap::mount_sources`) and those asked for (see `source_from_parent`). Attached
+    /// with move_mount instead of a bind.
+    pub sources: std::cell::RefCell<std::collections::HashMap<usize, OwnedFd>>,
+    /// The channel to the parent, to ask for a source the container cannot reach.
+    pub chan: Option<&'a crate::channel::Channel>,
+}
+
+impl Context2<'_> {
+    /// A clone of `mounts[index]`'s source from the parent, the host's root: for a container
+    /// in a user namespace whose root cannot search the path to it (runc asks its parent the
+    /// same way).
+    fn source_from_parent(&self, index: usize) -> Result<OwnedFd> {
+        let chan = self
+            .chan
+            .ok_or_else(|| Error::Init("no parent to ask for a mount source".into()))?;
+        chan.send(&crate::process::FromInit::MountSourceRequest { index })?;
+        match chan.recv_with_fd::<crate::process::ToInit>()? {
+            Some((crate::process::ToInit::MountSource { index: i }, Some(fd))) if i == index => {
+                Ok(fd)
+            }
+            _ => Err(Error::Init(format!(
+                "the parent sent no source for mounts[{index}]"
+            ))),
+        }
+    }
 }
 
 /// The cgroup facts a cgroup mount needs, sent from the parent.
@@ -292,11 +315,21 @@ fn mount_one(root: &Root, cx: &Context2, index: usize, m: &Mount) -> Result<()> 
     }
     let typ = m.typ().as_deref().unwrap_or("");
     let flags_no_ro = o.flags - MsFlags::MS_RDONLY;
-    let target = if let Some(tree) = cx.idmapped.get(&index) {
-        // Idmapped: the parent's detached clone goes onto the target resolved in the root.
+    let mut from_parent = cx.sources.borrow_mut().remove(&index);
+    if from_parent.is_none() && cx.userns && is_bind(m, &o) {
+        if let Some(src) = source_path(m, cx.bundle) {
+            if let Err(e) = std::fs::metadata(&src) {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    from_parent = Some(cx.source_from_parent(index)?);
+                }
+            }
+        }
+    }
+    let target = if let Some(tree) = &from_parent {
+        // The parent's detached clone goes onto the target resolved in the root.
         let is_dir = nix::sys::stat::fstat(tree)
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            .ctx(|| format!("stat the idmapped source of {}", dest.display()))?;
+            .ctx(|| format!("stat the source of {}", dest.display()))?;
         let t = if is_dir {
             root.mkdir_all(dest, 0o755)?
         } else {
@@ -306,6 +339,16 @@ fn mount_one(root: &Root, cx: &Context2, index: usize, m: &Mount) -> Result<()> 
         let t = root
             .resolve(dest)
             .ctx(|| format!("resolve {}", dest.display()))?;
+        // A clone of a shared host mount would be its peer: receive only, like every mount
+        // copied into the container's namespace (the spec's propagation comes after).
+        mnt(
+            None,
+            &fd_path(&t),
+            None,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None,
+            || format!("make {} a slave", dest.display()),
+        )?;
         let extra = o.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
             remount_bind(&fd_path(&t), extra, &|| dest.display().to_string())?;
