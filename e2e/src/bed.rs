@@ -138,6 +138,16 @@ pub fn containerd_release(bin: &std::path::Path) -> (u32, u32, u32) {
     )
 }
 
+/// Whether containerd `release` asks handlers of every runtime type for their features, not
+/// only runc-type ones (containerd#13504: v2.4.0-beta.0, backported to v2.2.7 and v2.3.4).
+pub fn introspects_every_runtime_type(release: (u32, u32, u32)) -> bool {
+    match release {
+        (2, 2, p) => p >= 7,
+        (2, 3, p) => p >= 4,
+        (maj, min, _) => (maj, min) >= (2, 4),
+    }
+}
+
 fn containerd_major(bin: &std::path::Path) -> u32 {
     containerd_release(bin).0
 }
@@ -164,6 +174,11 @@ impl TestBed {
     /// `HUSK_CONTAINERD` binary when it is 2.x, else `HUSK_CONTAINERD2` (the README's test
     /// command sets both). Fails loudly without one.
     pub fn start_containerd2() -> TestBed {
+        Self::start_containerd2_with(true)
+    }
+
+    /// [`TestBed::start_containerd2`], with or without husk's handlers (for the installer).
+    pub fn start_containerd2_with(with_husk: bool) -> TestBed {
         let default = containerd_from_env();
         let bin = if containerd_major(&default) >= 2 {
             default
@@ -187,7 +202,7 @@ impl TestBed {
             );
             two
         };
-        Self::start_bin(true, &[], bin)
+        Self::start_bin(with_husk, &[], bin)
     }
 
     fn start_config(with_husk: bool, runc_binaries: &[(&str, &std::path::Path)]) -> TestBed {

@@ -7,21 +7,13 @@
 //! `HUSK_RUNC`), it runs the same pods and husk must see what it sees; bookworm's runc 1.1 does
 //! not, so on this host the behaviour itself is asserted.
 
-use husk_e2e::bed::{containerd_release, TestBed, BUSYBOX, HUSK_RUNC_TYPE};
+use husk_e2e::bed::{
+    containerd_release, introspects_every_runtime_type, TestBed, BUSYBOX, HUSK_RUNC_TYPE,
+};
 use husk_e2e::cri::{v1 as cri, Cri};
 use husk_e2e::suite::{log_text, panic_text, Pod};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-
-/// Whether containerd `release` asks non-runc runtime types for their features
-/// (containerd#13504: v2.4.0-beta.0, backported to v2.2.7 and v2.3.4).
-fn introspects_every_runtime_type(release: (u32, u32, u32)) -> bool {
-    match release {
-        (2, 2, p) => p >= 7,
-        (2, 3, p) => p >= 4,
-        (maj, min, _) => (maj, min) >= (2, 4),
-    }
-}
 
 /// What kubelet sends for a `hostUsers: false` pod: one mapping, container 0 → host n·65536,
 /// 65536 long, the same for uids and gids.
@@ -390,4 +382,77 @@ fn recursive_read_only_mounts() {
     // 2.2.7 / 2.3.4): containerd 2.1.9 dereferences the handler's missing features for an rro
     // mount and crashes (internal/cri/opts/spec_linux_opts.go withMounts) — one more reason
     // for the runc-type registration there.
+}
+
+/// The node installer chooses the registration by containerd's version; on containerd before
+/// 2.2.7 / 2.3.4 only the runc-type one gets husk's features into CRI Status (so kubelet
+/// accepts `hostUsers: false` pods on it), and the native one still runs pods.
+#[test]
+fn installer_registration_and_the_features_containerd_reports() {
+    let mut bed = TestBed::start_containerd2_with(false);
+    let d = bed.dir.path().to_path_buf();
+    let release = containerd_release(&bed.containerd_bin);
+    let version = husk_e2e::bed::containerd_version(&bed.containerd_bin);
+    let (config, bin, dropin) = (
+        d.join("config.toml").display().to_string(),
+        d.join("bin").display().to_string(),
+        d.join("conf.d").display().to_string(),
+    );
+    let shim = husk_e2e::bed::shim_binary().display().to_string();
+    let install = |registration: &str| {
+        let out =
+            std::process::Command::new(husk_e2e::bed::target_dir().join("husk-node-installer"))
+                .args([
+                    "install",
+                    "--config",
+                    &config,
+                    "--bin-dir",
+                    &bin,
+                    "--shim",
+                    &shim,
+                ])
+                .args(["--drop-in-dir", &dropin, "--containerd-version", &version])
+                .args(["--registration", registration])
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let every = introspects_every_runtime_type(release);
+    for (registration, want) in [("auto", true), ("native", every), ("runc-type", true)] {
+        let said = install(registration);
+        bed.stop_containerd();
+        bed.start_containerd();
+        let mut c = bed.cri(&[BUSYBOX]);
+        let f = c
+            .runtime_handlers()
+            .into_iter()
+            .find(|h| h.name == "husk")
+            .and_then(|h| h.features)
+            .unwrap_or_default();
+        assert_eq!(
+            (f.user_namespaces, f.recursive_read_only_mounts),
+            (want, want),
+            "--registration {registration} on containerd {version}: {said}"
+        );
+        let pod = Pod::run(
+            &bed,
+            &mut c,
+            "husk",
+            &format!("inst-{registration}"),
+            |_| {},
+        );
+        let id = pod.start(&mut c, "main", BUSYBOX, &["sh", "-c", "exit 3"], |_| {});
+        assert_eq!(
+            c.wait_exited(&id).exit_code,
+            3,
+            "--registration {registration}"
+        );
+        c.remove_container(&id);
+        pod.remove(&mut c);
+    }
 }
