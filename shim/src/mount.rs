@@ -5,16 +5,16 @@
 //! kernel can idmap overlay layers (containerd plugins/snapshots/overlay `mounts`), and expects
 //! the shim to mount it: each lowerdir is idmapped with those maps (so the image's root-owned
 //! files belong to the pod's root) and the overlay is mounted over them; the upperdir was
-//! chowned to the mapped root by the snapshotter. The idmapped lowers are detached mounts
-//! (`husk_runtime::idmap`) named by `/proc/self/fd/N` in `lowerdir=`: overlayfs holds its layers
-//! once mounted, so nothing is left to clean up, not even a temporary directory. Other mount
-//! types with those options (a bind of a snapshot) are attached idmapped. A snapshotter that
-//! chowns instead sends no such option: its rootfs mounts as any other.
+//! chowned to the mapped root by the snapshotter. The idmapped lowers (`husk_runtime::idmap`)
+//! are attached only while the overlay is being mounted (see [`Layers`]): overlayfs keeps
+//! clones of its layers, so nothing is left once it is mounted. Other mount types with those
+//! options (a bind of a snapshot) are attached idmapped. A snapshotter that chowns instead
+//! sends no such option: its rootfs mounts as any other.
 
 use containerd_shim_protos::api::Mount;
 use husk_runtime::idmap::{self, Mappings};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), String> {
@@ -119,22 +119,25 @@ fn mount_one(i: usize, m: &Mount, target: &Path) -> Result<(), String> {
             mount(Some(m.source.as_str()), target, Some(typ), flags, data).map_err(err)
         }
         (Some(_), "overlay") => {
-            // Each lower layer idmapped on its own, read-only as layers are; the overlay is
-            // mounted while their fds are open, then holds them itself.
-            let mut layers: Vec<OwnedFd> = Vec::new();
+            // Each lower layer idmapped on its own and attached on a numbered directory next
+            // to the rootfs: overlayfs takes a private clone of each layer, which Linux 6.12
+            // (the node guest's) allows only from a mount in the caller's namespace (a
+            // detached one fails with EINVAL; 6.18 takes it). Once the overlay holds its
+            // clones, those attachments go.
+            let layers_dir = target.with_file_name(LAYERS_DIR);
+            let mut layers = Layers::new(&layers_dir).map_err(|e| format!("rootfs[{i}]: {e}"))?;
             let mut data: Vec<String> = Vec::new();
             for o in opts.data.split(',').filter(|o| !o.is_empty()) {
                 let Some(lowers) = o.strip_prefix("lowerdir=") else {
                     data.push(o.to_string());
                     continue;
                 };
-                let mut paths = Vec::new();
+                let mut names = Vec::new();
                 for l in lowers.split(':').filter(|l| !l.is_empty()) {
                     let tree = idmapped(Path::new(l), false)?;
-                    paths.push(format!("/proc/self/fd/{}", tree.as_raw_fd()));
-                    layers.push(tree);
+                    names.push(layers.attach(&tree).map_err(|e| format!("rootfs[{i}]: {e}"))?);
                 }
-                data.push(format!("lowerdir={}", paths.join(":")));
+                data.push(format!("lowerdir={}", names.join(":")));
             }
             if layers.is_empty() {
                 return Err(format!(
@@ -142,14 +145,9 @@ fn mount_one(i: usize, m: &Mount, target: &Path) -> Result<(), String> {
                 ));
             }
             let data = data.join(",");
-            mount(
-                Some(m.source.as_str()),
-                target,
-                Some(typ),
-                flags,
-                Some(data.as_str()),
-            )
-            .map_err(err)
+            // Layer paths relative to the layers' directory keep the options under the
+            // page mount(2) reads (an image may have a hundred layers).
+            layers.mount_from_inside(&m.source, target, flags, &data).map_err(err)
         }
         (Some(_), _) => {
             // Any other filesystem: mounted, then covered by an idmapped clone of itself.
@@ -159,6 +157,82 @@ fn mount_one(i: usize, m: &Mount, target: &Path) -> Result<(), String> {
             let t = open_path(target)?;
             idmap::attach(&tree, &t, target).map_err(|e| format!("rootfs[{i}]: {e}"))
         }
+    }
+}
+
+/// Where an idmapped overlay's layers are attached while it is mounted: beside the rootfs, in
+/// the bundle.
+const LAYERS_DIR: &str = "idmapped-layers";
+
+/// The idmapped layers of one overlay, attached on `dir/0`, `dir/1`, …; detached and removed
+/// (with `dir`) on drop, whether the overlay was mounted or not.
+struct Layers {
+    dir: std::path::PathBuf,
+    attached: Vec<std::path::PathBuf>,
+}
+
+impl Layers {
+    fn new(dir: &Path) -> Result<Layers, String> {
+        if dir.exists() {
+            // Left by a shim that died mid-mount.
+            drop(Layers {
+                dir: dir.to_path_buf(),
+                attached: std::fs::read_dir(dir)
+                    .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        std::fs::create_dir(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        Ok(Layers {
+            dir: dir.to_path_buf(),
+            attached: Vec::new(),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.attached.is_empty()
+    }
+
+    /// Attaches `tree` on the next numbered directory; its name relative to the layers' dir.
+    fn attach(&mut self, tree: &OwnedFd) -> Result<String, String> {
+        let name = self.attached.len().to_string();
+        let at = self.dir.join(&name);
+        std::fs::create_dir(&at).map_err(|e| format!("create {}: {e}", at.display()))?;
+        self.attached.push(at.clone());
+        let t = open_path(&at)?;
+        idmap::attach(tree, &t, &at).map_err(|e| e.to_string())?;
+        Ok(name)
+    }
+
+    /// mount(2) of the overlay from a thread whose working directory (unshared from the rest
+    /// of the shim, CLONE_FS) is the layers' directory, so `data` names them relatively.
+    fn mount_from_inside(
+        &self,
+        source: &str,
+        target: &Path,
+        flags: MsFlags,
+        data: &str,
+    ) -> nix::Result<()> {
+        let target = std::path::absolute(target).map_err(|_| nix::errno::Errno::EINVAL)?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+                nix::unistd::chdir(&self.dir)?;
+                mount(Some(source), &target, Some("overlay"), flags, Some(data))
+            })
+            .join()
+            .unwrap_or(Err(nix::errno::Errno::EIO))
+        })
+    }
+}
+
+impl Drop for Layers {
+    fn drop(&mut self) {
+        for at in self.attached.iter().rev() {
+            let _ = umount2(at, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(at);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -260,7 +334,12 @@ mod tests {
             (m.uid(), m.gid())
         };
         let seen = (owner("etc-file"), owner("other"), owner("."));
+        // The layers' attachments are gone once the overlay holds them.
+        let left = p(LAYERS_DIR).exists();
+        let listed = std::fs::read_dir(p("rootfs")).unwrap().count();
         unmount_rootfs(&p("rootfs"));
+        assert!(!left, "{LAYERS_DIR} left beside the rootfs");
+        assert_eq!(listed, 2, "etc-file and other through the overlay");
         assert_eq!(seen, ((100000, 100000), (101000, 101000), (100000, 100000)));
         // The layers themselves are untouched.
         assert_eq!(std::fs::metadata(p("l1/etc-file")).unwrap().uid(), 0);
@@ -288,7 +367,8 @@ mod tests {
             "{e}"
         );
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!mountinfo.contains(&p("rootfs").display().to_string()));
+        assert!(!mountinfo.contains(&d.path().display().to_string()), "{mountinfo}");
+        assert!(!p(LAYERS_DIR).exists());
     }
 
     #[test]
