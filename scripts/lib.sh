@@ -12,7 +12,7 @@ need_root() {
 }
 
 # Debian packages husk builds and tests with. Installed only when missing.
-PKGS=(build-essential pkg-config libseccomp-dev protobuf-compiler busybox-static file containerd runc containernetworking-plugins iptables iproute2 crun python3-venv)
+PKGS=(build-essential pkg-config libseccomp-dev protobuf-compiler busybox-static file containerd runc containernetworking-plugins iptables iproute2 crun python3-venv btrfs-progs xfsprogs)
 
 # How long apt may wait for another package manager (unattended-upgrades on a fresh machine)
 # to release its locks, in seconds.

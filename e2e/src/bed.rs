@@ -25,6 +25,9 @@ fn shim_cgroup_of(ns: &str) -> String {
     format!("/{ns}-shims")
 }
 
+/// The CRI handler of husk registered as `runtime_type = "io.containerd.runc.v2"` with
+/// `runtime_path` naming husk's shim (`husk` is the native `io.containerd.husk.v2`).
+pub const HUSK_RUNC_TYPE: &str = "husk-runc";
 /// The containerd namespace CRI works in.
 pub const CRI_NS: &str = "k8s.io";
 
@@ -80,12 +83,12 @@ pub struct TestBed {
     pub forbid_log_lines: bool,
 }
 
-/// The `options` table of a runc-type handler: `SystemdCgroup` when a driver is chosen, and the
-/// runtime binary (`BinaryName`).
+/// The `options` table of runc-type handler `handler`: `SystemdCgroup` when a driver is chosen,
+/// and the runtime binary (`BinaryName`).
 fn runc_options(
+    handler: &str,
     driver: Option<crate::env::CgroupDriver>,
-    runc: Option<PathBuf>,
-    binary: Option<&str>,
+    binary: Option<String>,
 ) -> String {
     let mut opts = String::new();
     if let Some(d) = driver {
@@ -94,16 +97,12 @@ fn runc_options(
             d == crate::env::CgroupDriver::Systemd
         );
     }
-    if let Some(b) = binary
-        .map(String::from)
-        .or(runc.map(|p| p.display().to_string()))
-    {
+    if let Some(b) = binary {
         opts += &format!("  BinaryName = \"{b}\"\n");
     }
     if opts.is_empty() {
         return opts;
     }
-    let handler = if binary.is_some() { "crun" } else { "runc" };
     format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{handler}.options]\n{opts}")
 }
 
@@ -117,6 +116,51 @@ fn husk_options(driver: Option<crate::env::CgroupDriver>) -> String {
         ),
         None => String::new(),
     }
+}
+
+/// `HUSK_CONTAINERD`, or Debian's containerd.
+fn containerd_from_env() -> PathBuf {
+    std::env::var_os("HUSK_CONTAINERD")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/containerd"))
+}
+
+/// `containerd --version`'s version field (`1.6.20~ds1`, `v2.1.9`, `2.1.9~ds1-1`).
+pub fn containerd_version(bin: &std::path::Path) -> String {
+    let out = Command::new(bin).arg("--version").output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace().nth(2).unwrap_or("").to_string()
+}
+
+/// (major, minor, patch) of a containerd binary; (0, 0, 0) when it cannot say.
+pub fn containerd_release(bin: &std::path::Path) -> (u32, u32, u32) {
+    let v = containerd_version(bin);
+    let mut it = v
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+/// Whether containerd `release` asks handlers of every runtime type for their features, not
+/// only runc-type ones (containerd#13504: v2.4.0-beta.0, backported to v2.2.7 and v2.3.4).
+pub fn introspects_every_runtime_type(release: (u32, u32, u32)) -> bool {
+    match release {
+        (2, 2, p) => p >= 7,
+        (2, 3, p) => p >= 4,
+        (maj, min, _) => (maj, min) >= (2, 4),
+    }
+}
+
+fn containerd_major(bin: &std::path::Path) -> u32 {
+    containerd_release(bin).0
 }
 
 impl TestBed {
@@ -136,14 +180,55 @@ impl TestBed {
         Self::start_config(true, handlers)
     }
 
+    /// A test bed on containerd 2.x, for what 1.x cannot do (user-namespaced pods: 1.6
+    /// silently ignores `hostUsers: false`; RuntimeHandler features in CRI Status): the
+    /// `HUSK_CONTAINERD` binary when it is 2.x, else `HUSK_CONTAINERD2` (the README's test
+    /// command sets both). Fails loudly without one.
+    pub fn start_containerd2() -> TestBed {
+        Self::start_containerd2_with(true)
+    }
+
+    /// [`TestBed::start_containerd2`], with or without husk's handlers (for the installer).
+    pub fn start_containerd2_with(with_husk: bool) -> TestBed {
+        let default = containerd_from_env();
+        let bin = if containerd_major(&default) >= 2 {
+            default
+        } else {
+            let two = std::env::var_os("HUSK_CONTAINERD2")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "this test needs containerd 2.x: {} is {}; set HUSK_CONTAINERD or \
+                         HUSK_CONTAINERD2 to a 2.x binary (scripts/test.sh sets it)",
+                        default.display(),
+                        containerd_version(&default)
+                    )
+                });
+            assert!(
+                containerd_major(&two) >= 2,
+                "HUSK_CONTAINERD2={} is {}, not 2.x",
+                two.display(),
+                containerd_version(&two)
+            );
+            two
+        };
+        Self::start_bin(with_husk, &[], bin)
+    }
+
     fn start_config(with_husk: bool, runc_binaries: &[(&str, &std::path::Path)]) -> TestBed {
+        Self::start_bin(with_husk, runc_binaries, containerd_from_env())
+    }
+
+    fn start_bin(
+        with_husk: bool,
+        runc_binaries: &[(&str, &std::path::Path)],
+        containerd_bin: PathBuf,
+    ) -> TestBed {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the e2e tests need root: run them through the README's test command"
         );
-        let containerd_bin = std::env::var_os("HUSK_CONTAINERD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/containerd"));
         assert!(
             containerd_bin.exists(),
             "{} not found (the README's test command installs Debian's containerd)",
@@ -182,8 +267,24 @@ impl TestBed {
                 binary.display()
             ));
         }
-        let runc = runc_options(driver, crate::env::runc_binary(), None);
-        let crun = runc_options(driver, None, Some("/usr/bin/crun"));
+        let runc = runc_options(
+            "runc",
+            driver,
+            crate::env::runc_binary().map(|p| p.display().to_string()),
+        );
+        let crun = runc_options("crun", driver, Some("/usr/bin/crun".into()));
+        // husk registered as containerd's runc type with its own shim binary (`runtime_path`):
+        // containerd then decodes its options as runc's and introspects its features on every
+        // release (only runc-type handlers before 2.2.7 / 2.3.4).
+        let husk_runc = if with_husk {
+            format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{HUSK_RUNC_TYPE}]\n  runtime_type = \"io.containerd.runc.v2\"\n  runtime_path = \"{}\"\n{}",
+                shim_binary().display(),
+                runc_options(HUSK_RUNC_TYPE, driver, None)
+            )
+        } else {
+            String::new()
+        };
         let d = dir.path().display();
         let config = format!(
             r#"version = 2
@@ -203,7 +304,7 @@ state = "{d}/state"
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-{runc}{husk}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+{runc}{husk}{husk_runc}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
   runtime_type = "io.containerd.runc.v2"
 {crun}# containerd 2.x enables NRI on a fixed host path; a socket of the bed's own keeps parallel beds
 # (and a stale socket a killed containerd left behind) from colliding. 1.6 ignores the section.

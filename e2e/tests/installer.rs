@@ -30,6 +30,9 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
     let bin = d.join("bin").display().to_string();
     let shim = husk_e2e::bed::shim_binary().display().to_string();
     let dropin = d.join("conf.d").display().to_string();
+    // The bed's containerd, whichever HUSK_CONTAINERD selects (on a node the installer asks
+    // the API server or `containerd --version`).
+    let version = husk_e2e::bed::containerd_version(&bed.containerd_bin);
     let args = [
         "install",
         "--config",
@@ -40,6 +43,8 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         &shim,
         "--drop-in-dir",
         &dropin,
+        "--containerd-version",
+        &version,
     ];
     let out = installer(&args);
     assert!(
@@ -48,6 +53,16 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    // containerd 1.6 to 2.2.6 asks only runc-type handlers for their features.
+    let runc_type = format!("runtime_path = \"{bin}/containerd-shim-husk-v2\"");
+    let native = husk_e2e::bed::introspects_every_runtime_type(husk_e2e::bed::containerd_release(
+        &bed.containerd_bin,
+    ));
+    assert_eq!(
+        !first.contains(&runc_type),
+        native,
+        "containerd {version}: {first}"
+    );
     // Twice = once.
     assert!(installer(&args).status.success());
     assert_eq!(

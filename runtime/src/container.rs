@@ -441,12 +441,6 @@ impl Runtime {
             )?;
         }
 
-        let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-            m.iter()
-                .flatten()
-                .map(|x| (x.container_id(), x.host_id(), x.size()))
-                .collect::<Vec<_>>()
-        };
         let cfg = InitConfig {
             id: id.to_string(),
             mode: Mode::Create {
@@ -459,8 +453,8 @@ impl Runtime {
             },
             process,
             namespaces: plan.to_vec(),
-            uid_mappings: ids(linux.uid_mappings()),
-            gid_mappings: ids(linux.gid_mappings()),
+            uid_mappings: spec::id_mappings(linux.uid_mappings()),
+            gid_mappings: spec::id_mappings(linux.gid_mappings()),
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
             cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
@@ -767,11 +761,26 @@ fn drive_init(
                 let _ = helper.wait();
                 st.pid = pid;
                 st.pid_start_time = state::pid_start_time(pid).unwrap_or(0);
+                if let Mode::Create { spec, bundle, .. } = &cfg.mode {
+                    let userns = namespaces::has(&cfg.namespaces, Kind::User);
+                    for (index, tree) in crate::idmap::mount_sources(spec, bundle, pid, userns)? {
+                        chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
+                    }
+                }
                 let oci = oci_state_of(st, Status::Creating);
                 chan.send(&ToInit::Continue {
                     pid,
                     state_json: serde_json::to_string(&oci).unwrap_or_default(),
                 })?;
+            }
+            Some(FromInit::MountSourceRequest { index }) => {
+                let Mode::Create { spec, bundle, .. } = &cfg.mode else {
+                    return Err(Error::Init(
+                        "a mount source asked for outside create".into(),
+                    ));
+                };
+                let tree = crate::idmap::bind_source(spec, bundle, index)?;
+                chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
             }
             Some(FromInit::RunHooks) => {
                 let oci =

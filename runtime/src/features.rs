@@ -10,8 +10,17 @@ pub fn features() -> Value {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let idmap = crate::idmap::supported();
+    let recursive_attrs = crate::rootfs::mount_setattr_available();
     let mut mount_options = crate::mountopts::known_options();
-    mount_options.retain(|o| *o != "tmpcopyup");
+    // Listed only where they work: idmap/ridmap where this kernel idmaps a tmpfs (what every
+    // user-namespaced pod needs), rro and the other recursive attributes where it has
+    // mount_setattr(2) (Linux 5.12; containerd reads `rro` as CRI recursive read-only support).
+    mount_options.retain(|o| {
+        *o != "tmpcopyup"
+            && (idmap || !matches!(*o, "idmap" | "ridmap"))
+            && (recursive_attrs || !crate::mountopts::is_recursive_attr(o))
+    });
     let (maj, min, micro) = libseccomp_version();
     json!({
         "ociVersionMin": "1.0.0",
@@ -33,7 +42,7 @@ pub fn features() -> Value {
             "apparmor": { "enabled": crate::security::apparmor_enabled() },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": idmap } }
         },
         "annotations": {
             "io.github.seccomp.libseccomp.version": format!("{maj}.{min}.{micro}"),
@@ -118,7 +127,19 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert!(opts.contains(&"rro") && opts.contains(&"rbind") && !opts.contains(&"tmpcopyup"));
+        assert!(opts.contains(&"rbind") && !opts.contains(&"tmpcopyup"));
+        // This kernel (the tests' hosts run 6.1+) has mount_setattr, so rro works; idmap and
+        // ridmap are listed exactly when the extension says so.
+        assert!(opts.contains(&"rro"));
+        let idmap = f["linux"]["mountExtensions"]["idmap"]["enabled"]
+            .as_bool()
+            .unwrap();
+        assert_eq!(opts.contains(&"idmap") && opts.contains(&"ridmap"), idmap);
+        assert!(f["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "user"));
         assert_eq!(f["linux"]["cgroup"]["systemd"], true);
         assert_eq!(f["linux"]["cgroup"]["systemdUser"], false);
         assert!(f["linux"]["capabilities"]

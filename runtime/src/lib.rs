@@ -12,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod fork;
 pub mod hooks;
+pub mod idmap;
 pub mod inroot;
 pub mod lifecycle;
 pub mod mountopts;

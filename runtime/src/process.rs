@@ -10,6 +10,7 @@ use crate::namespaces::{self, Action, Kind};
 use crate::rootfs::{self, CgroupLayoutInfo};
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,12 @@ pub struct InitConfig {
 pub enum ToInit {
     Config(Box<InitConfig>),
     IdMapsWritten,
+    /// Carries (as its fd) a detached clone of the source of `mounts[index]` made by the
+    /// parent: every idmapped mount's (idmapped, sent before `Continue`), and any the container
+    /// asked for with `FromInit::MountSourceRequest`.
+    MountSource {
+        index: usize,
+    },
     /// The container process may go on; carries its pid as the host sees it.
     Continue {
         pid: i32,
@@ -76,6 +83,13 @@ pub enum FromInit {
     BornInCgroup(bool),
     /// The container process was forked.
     Pid(i32),
+    /// The container's root cannot reach the source of bind mount `mounts[index]` (a user
+    /// namespace without search permission on a host directory, e.g. containerd's sandbox
+    /// state): the parent, still the host's root, makes a detached clone of it and answers
+    /// with `ToInit::MountSource`, as runc's parent opens such sources.
+    MountSourceRequest {
+        index: usize,
+    },
     /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
     RunHooks,
     /// Set-up is done; the process now waits for `start`.
@@ -140,6 +154,12 @@ fn helper(chan: &Channel) -> Result<()> {
     if let Some(fd) = &cgroup_dir {
         set_cloexec(fd.as_raw_fd());
     }
+    // While the helper still has the host's privileges (a joined user namespace takes them):
+    // the container process inherits it.
+    if let Some(adj) = cfg.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+    }
     // Join namespaces by path first (all opened before any setns, since joining the mount
     // namespace changes what paths mean); the user namespace goes first. A cgroup namespace is
     // left to the fork when the process is to be born in its cgroup.
@@ -159,10 +179,11 @@ fn helper(chan: &Channel) -> Result<()> {
     };
     for ns in &joins {
         namespaces::join(ns)?;
-    }
-    if let Some(adj) = cfg.process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+        if ns.kind == Kind::User {
+            // Our ids are the host's, unmapped in the joined namespace (files would be made
+            // with the overflow id, EOVERFLOW): become its root, as runc's nsexec does.
+            become_root("the joined user namespace")?;
+        }
     }
     let creates = |k| namespaces::creates(&cfg.namespaces, k);
     if creates(Kind::User) {
@@ -174,12 +195,7 @@ fn helper(chan: &Channel) -> Result<()> {
             Some(ToInit::IdMapsWritten) => {}
             _ => return Err(Error::Init("parent did not write the id mappings".into())),
         }
-        let root_uid = nix::unistd::Uid::from_raw(0);
-        let root_gid = nix::unistd::Gid::from_raw(0);
-        nix::unistd::setresgid(root_gid, root_gid, root_gid)
-            .ctx(|| "become gid 0 in the user namespace")?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid)
-            .ctx(|| "become uid 0 in the user namespace")?;
+        become_root("the user namespace")?;
     }
     let mut flags = nix::sched::CloneFlags::empty();
     for a in &cfg.namespaces {
@@ -244,17 +260,37 @@ fn helper(chan: &Channel) -> Result<()> {
     unsafe { libc::_exit(127) }
 }
 
-fn wait_continue(chan: &Channel) -> Result<(i32, String)> {
-    match chan.recv::<ToInit>()? {
-        Some(ToInit::Continue { pid, state_json }) => Ok((pid, state_json)),
-        _ => Err(Error::Init(
-            "parent went away before the container was set up".into(),
-        )),
+/// setresgid/setresuid to 0 in the user namespace just created or joined (`what`).
+fn become_root(what: &str) -> Result<()> {
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| format!("become gid 0 in {what}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| format!("become uid 0 in {what}"))
+}
+
+/// Waits for `Continue`, collecting the idmapped mount sources sent before it.
+fn wait_continue(chan: &Channel) -> Result<(i32, String, HashMap<usize, OwnedFd>)> {
+    let mut sources = HashMap::new();
+    loop {
+        match chan.recv_with_fd::<ToInit>()? {
+            Some((ToInit::MountSource { index }, Some(fd))) => {
+                sources.insert(index, fd);
+            }
+            Some((ToInit::Continue { pid, state_json }, _)) => {
+                return Ok((pid, state_json, sources))
+            }
+            _ => {
+                return Err(Error::Init(
+                    "parent went away before the container was set up".into(),
+                ))
+            }
+        }
     }
 }
 
 fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::Infallible> {
-    let (_pid, state_json) = wait_continue(chan)?;
+    let (_pid, state_json, idmapped) = wait_continue(chan)?;
     let process = &cfg.process;
     let terminal = process.terminal().unwrap_or(false);
     if let Mode::Create { .. } = cfg.mode {
@@ -283,12 +319,17 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                 spec,
                 rootfs,
                 bundle,
-                new_userns: namespaces::creates(&cfg.namespaces, Kind::User),
+                // Created or joined (a CRI app container joins its pod's): either way not the
+                // host's, so device nodes cannot be made.
+                userns: namespaces::has(&cfg.namespaces, Kind::User),
                 new_cgroupns: namespaces::creates(&cfg.namespaces, Kind::Cgroup),
                 new_netns: namespaces::creates(&cfg.namespaces, Kind::Network),
                 cgroup_layout: cgroup,
+                sources: std::cell::RefCell::new(idmapped),
+                chan: Some(chan),
             };
             rootfs::prepare(&cx)?;
+            drop(cx);
             let root = crate::inroot::Root::open(rootfs)?;
             let linux = spec.linux().as_ref();
             rootfs::mask_paths(

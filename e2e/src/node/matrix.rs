@@ -28,6 +28,8 @@ pub const CRI: &[&str] = &[
 ];
 /// The shim suite's test binary.
 pub const SHIM: &[&str] = &["ctr_shim"];
+/// User-namespaced pods and the runtime features containerd reads (containerd 2.x only).
+pub const USERNS: &[&str] = &["cri_userns"];
 
 /// containerd lines in the guest: (short name, binary).
 pub const CONTAINERD: &[(&str, &str)] = &[
@@ -57,6 +59,8 @@ impl Cell {
             "shim suite"
         } else if self.binaries == CRI {
             "CRI suite"
+        } else if self.binaries == USERNS {
+            "CRI user namespaces"
         } else {
             "CRI (cri.rs)"
         }
@@ -135,6 +139,8 @@ pub fn default_cells() -> Vec<Cell> {
         cell(&["cri"], "1.6", Systemd, BOTH, None),
         cell(SHIM, "1.7", Cgroupfs, HUSK_SHIM, None),
         cell(SHIM, "1.7", Cgroupfs, RUNC_SHIM, None),
+        // sid's runc idmaps mounts: the reference for user-namespaced pods.
+        cell(USERNS, "2.x", Cgroupfs, BOTH, Some(RUNC_SID)),
     ]
 }
 
@@ -159,6 +165,9 @@ pub fn full_cells() -> Vec<Cell> {
         BOTH,
         Some(RUNC_SID),
     ));
+    for d in [CgroupDriver::Systemd, CgroupDriver::Cgroupfs] {
+        v.push(cell(USERNS, "2.x", d, BOTH, Some(RUNC_SID)));
+    }
     v
 }
 
@@ -705,5 +714,9 @@ mod tests {
                 .iter()
                 .any(|c| c.containerd == *l && c.binaries != SHIM));
         }
+        // User-namespaced pods: containerd 2.x, with a runc that idmaps as the reference.
+        assert!(cells
+            .iter()
+            .any(|c| c.binaries == USERNS && c.containerd == "2.x" && c.runc == Some(RUNC_SID)));
     }
 }
