@@ -74,8 +74,8 @@ fi
 stage "guest stage: the shim and CRI suites in a systemd + cgroup v2 node guest (QEMU)"
 ensure_guest_tools
 "$HUSK_SRC/target/debug/husk-node" matrix "${full[@]}" 2>&1 | tee -a "$log"
-stage "guest stage: the systemd cgroup driver through the husk CLI (runtime/tests/systemd.rs)"
-"$HUSK_SRC/scripts/systemd-guest.sh" 2>&1 | tee -a "$log"
+stage "guest stage: cgroup v2, AppArmor and the systemd driver through the husk CLI (runtime/tests/{cgroup_v2,apparmor,systemd}.rs)"
+"$HUSK_SRC/scripts/v2-guest.sh" 2>&1 | tee -a "$log"
 stage "done"
 # One closing line over every test binary, host and guest (the guest stage counts through its
 # own "node guest: N passed, M failed" line, which leaves out husk's listed expected failures).

@@ -3,8 +3,9 @@
 //! each block needs decides how it runs, and the test prints what it ran and what it did not:
 //! - `scripts/test.sh` is the test command this test is part of (CI runs it from a clean
 //!   clone): its line is not run here; the other set-up command, `scripts/demo.sh`, is;
-//!   lines starting the QEMU node guest (`target/debug/husk-node`) are left to the test
-//!   command's guest stage, which boots that guest;
+//!   lines starting the QEMU node guest (`target/debug/husk-node`, `scripts/v2-guest.sh`,
+//!   `scripts/systemd-guest.sh`) are left to the test command's guest stage, which boots that
+//!   guest;
 //! - blocks meant for a Kubernetes node (`husk-node-installer`) run in a private mount and
 //!   PID namespace where /etc/containerd and /usr/local/bin are empty tmpfs: a node with
 //!   containerd's default paths and no husk pod, without touching this machine's containerd;
@@ -173,7 +174,14 @@ fn every_command_block_in_the_readme_runs_as_written() {
             let l = l.trim_start();
             if l.starts_with("scripts/test.sh") {
                 Some("it is the test command running this test (CI runs it from a clean clone)")
-            } else if l.starts_with("target/debug/husk-node") {
+            } else if [
+                "target/debug/husk-node",
+                "scripts/v2-guest.sh",
+                "scripts/systemd-guest.sh",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+            {
                 Some("it boots the QEMU node guest, which the test command's guest stage runs")
             } else {
                 None
