@@ -129,14 +129,29 @@ pub fn introspects_every_runtime_type(version: (u32, u32, u32)) -> bool {
     }
 }
 
-/// The registration for a node whose containerd is `version` (`None`: unknown): native where
-/// containerd introspects it, runc type everywhere else (every containerd from 1.6 accepts it).
+/// Whether containerd `version` starts a runc-type handler's `runtime_path` for CRI pods:
+/// containerd 1.6's CRI does not (containerd#8207: it runs `containerd-shim-runc-v2` from its
+/// PATH whatever `runtime_path` says — seen on 1.6.20 — so a husk handler registered as runc's
+/// type silently runs its pods on runc; fixed in 1.7.1), and 1.x reports no handler features
+/// to kubelet either, so the runc type buys nothing on any 1.x.
+pub fn runs_runtime_path(version: (u32, u32, u32)) -> bool {
+    version.0 >= 2
+}
+
+/// The registration for a node whose containerd is `version` (`None`: unknown): the runc type
+/// only where it is needed and works — containerd 2.x before 2.2.7 / 2.3.4, which asks only
+/// runc-type handlers for their features and starts `runtime_path` — native everywhere else.
+/// An unknown version is native too: pods then always run on husk, and at worst kubelet
+/// refuses `hostUsers: false` pods with a clear message, where a runc-type registration on
+/// containerd 1.x would run every pod on runc without a word.
 pub fn registration_for(version: Option<(u32, u32, u32)>, shim: &Path) -> Registration {
     match version {
-        Some(v) if introspects_every_runtime_type(v) => Registration::Native,
-        _ => Registration::RuncType {
-            runtime_path: shim.to_path_buf(),
-        },
+        Some(v) if runs_runtime_path(v) && !introspects_every_runtime_type(v) => {
+            Registration::RuncType {
+                runtime_path: shim.to_path_buf(),
+            }
+        }
+        _ => Registration::Native,
     }
 }
 

@@ -236,11 +236,21 @@ fn choose_registration(
     let shim = runtime_path.unwrap_or_else(|| common.bin_dir.join(SHIM_NAME));
     match asked {
         "native" => Registration::Native,
-        "runc-type" => Registration::RuncType { runtime_path: shim },
+        "runc-type" => {
+            if let Some(v @ (a, b, c)) = given_version.and_then(parse_containerd_version) {
+                if !runs_runtime_path(v) {
+                    eprintln!("warning: containerd {a}.{b}.{c} may ignore runtime_path for CRI pods (containerd#8207, fixed in 1.7.1): a runc-type husk handler then runs its pods on runc, and 1.x reports no handler features; use --registration native or auto");
+                }
+            }
+            Registration::RuncType { runtime_path: shim }
+        }
         _ => {
             let version = containerd_version(common, given_version);
             let reg = registration_for(version, &shim);
             match (version, &reg) {
+                (Some(v @ (a, b, c)), Registration::Native) if !runs_runtime_path(v) => println!(
+                    "containerd {a}.{b}.{c} reports no handler features (and 1.6 ignores runtime_path, containerd#8207): registering husk natively ({RUNTIME_TYPE})"
+                ),
                 (Some((a, b, c)), Registration::Native) => println!(
                     "containerd {a}.{b}.{c} asks every runtime type for its features: registering husk natively ({RUNTIME_TYPE})"
                 ),
@@ -249,8 +259,7 @@ fn choose_registration(
                     shim.display()
                 ),
                 (None, _) => println!(
-                    "containerd's version is unknown: registering husk as {RUNC_RUNTIME_TYPE} with runtime_path {} (every containerd from 1.6 accepts it; pass --registration or --containerd-version to choose)",
-                    shim.display()
+                    "containerd's version is unknown: registering husk natively ({RUNTIME_TYPE}), which runs pods on husk on every containerd (pass --registration or --containerd-version to choose: containerd 2.x before 2.2.7 / 2.3.4 reports user namespaces for husk only when it is registered as runc-type)"
                 ),
             }
             reg

@@ -390,9 +390,10 @@ fn registration_by_containerd_version() {
     let shim = Path::new("/usr/local/bin/containerd-shim-husk-v2");
     let runc = runc_type();
     // containerd#13504: every runtime type introspected from 2.4.0, 2.2.7 and 2.3.4 on.
+    // containerd 1.x's CRI ignores runtime_path (containerd#8207) and reports no features.
     for (v, want) in [
-        ((1, 6, 20), &runc),
-        ((1, 7, 24), &runc),
+        ((1, 6, 20), NATIVE),
+        ((1, 7, 24), NATIVE),
         ((2, 0, 11), &runc),
         ((2, 1, 9), &runc),
         ((2, 2, 6), &runc),
@@ -404,7 +405,9 @@ fn registration_by_containerd_version() {
     ] {
         assert_eq!(&registration_for(Some(v), shim), want, "{v:?}");
     }
-    assert_eq!(registration_for(None, shim), runc);
+    // Unknown: native, which runs pods on husk on every containerd.
+    assert_eq!(&registration_for(None, shim), NATIVE);
+    assert!(!runs_runtime_path((1, 7, 24)) && runs_runtime_path((2, 0, 0)));
 }
 
 #[test]
@@ -625,6 +628,10 @@ fn install_registers_by_version_with_the_runc_handlers_driver() {
         (said, husk_registration(&doc, Schema::V2))
     };
     let bin_shim = d.path().join("bin").join(SHIM_NAME);
+    // containerd 1.x would start runc's shim for a runc-type husk handler: native.
+    let (said, got) = install(&["--containerd-version", "1.6.20~ds1"]);
+    assert_eq!(got, Some((Registration::Native, Driver::Systemd)), "{said}");
+    assert!(said.contains("reports no handler features"), "{said}");
     let (said, got) = install(&["--containerd-version", "containerd://2.1.9"]);
     assert_eq!(
         got,
