@@ -676,9 +676,23 @@ pub const FORBIDDEN_LOG_LINES: [(&str, &str); 1] = [(
     "a shim answered a ttrpc request containerd no longer waited for (or answered twice)",
 )];
 
+/// containerd lines whose own client logs a `FORBIDDEN_LOG_LINES` line with runc's shim too,
+/// so it says nothing about the shim: containerd 1.7.24 (the node guest's) logged "received
+/// message on inactive stream" 28 times in the shim suite's fifty parallel execs on
+/// `io.containerd.runc.v2` (72 on husk). 1.6's ttrpc has no streams; 2.x logs it only when a
+/// shim misbehaves (0 with runc, and with husk since its Kill answers as runc's shim).
+pub const LOG_CHECK_EXEMPT_CONTAINERD: &[&str] = &["1.7."];
+
 impl TestBed {
     /// Lines of containerd's log that must not be there (see `FORBIDDEN_LOG_LINES`).
     pub fn forbidden_log_lines(&self) -> Vec<String> {
+        let version = self.containerd_version();
+        if LOG_CHECK_EXEMPT_CONTAINERD
+            .iter()
+            .any(|v| version.starts_with(v))
+        {
+            return Vec::new();
+        }
         self.log()
             .lines()
             .filter(|l| FORBIDDEN_LOG_LINES.iter().any(|(f, _)| l.contains(f)))
