@@ -274,7 +274,15 @@ pub fn parse(output: &str) -> (Vec<String>, Vec<(String, String)>) {
 
 /// The test binaries of this workspace's e2e crate, built by cargo (already built by the
 /// host stage; cargo only reports them), by target name.
+///
+/// `HUSK_NODE_CARGO_JSON` names a file holding that cargo output already (the test command
+/// writes it before its host stage, so this does not wait on cargo's lock meanwhile).
 pub fn test_binaries(workspace: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+    if let Some(file) = std::env::var_os("HUSK_NODE_CARGO_JSON") {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("HUSK_NODE_CARGO_JSON {}: {e}", Path::new(&file).display()))?;
+        return Ok(e2e_test_binaries(&text));
+    }
     let out = std::process::Command::new("cargo")
         .args([
             "test",
@@ -294,8 +302,13 @@ pub fn test_binaries(workspace: &Path) -> Result<BTreeMap<String, PathBuf>, Stri
     if !out.status.success() {
         return Err("cargo test --no-run failed".into());
     }
+    Ok(e2e_test_binaries(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The e2e crate's test executables named in cargo's `--message-format=json` output.
+fn e2e_test_binaries(cargo_json: &str) -> BTreeMap<String, PathBuf> {
     let mut bins = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in cargo_json.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -314,7 +327,7 @@ pub fn test_binaries(workspace: &Path) -> Result<BTreeMap<String, PathBuf>, Stri
             bins.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    Ok(bins)
+    bins
 }
 
 /// How a guest output line is echoed here: indented, and libtest's closing line reworded
