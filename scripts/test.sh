@@ -18,6 +18,8 @@ echo "==> cargo test (unit, root integration, e2e through containerd)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
+echo "==> fuzzing: every target of fuzz/ for ${FUZZ_SECONDS:-30}s from the checked-in seeds (fails on a crash)"
+"$HUSK_SRC/scripts/fuzz.sh" 2>&1 | tee -a "$log"
 echo "==> the shim and CRI suites again, on containerd 2.x"
 ctd2=$(containerd2)
 "$ctd2" --version

@@ -252,6 +252,24 @@ fn device_rule(d: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
 }
 
+/// A hugepage size as the hugetlb controller names its files (`2MB`, `1GB`, `64KB`): it
+/// becomes part of a file name, so nothing else gets through (found by the `task_payloads`
+/// fuzz target: `2/B` made a path).
+fn page_size(ps: &str, i: usize) -> Result<&str> {
+    let digits = ps.trim_end_matches(|c: char| c.is_ascii_uppercase());
+    let unit = &ps[digits.len()..];
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !["KB", "MB", "GB", "TB", "PB"].contains(&unit)
+    {
+        return Err(Error::spec(
+            format!("linux.resources.hugepageLimits[{i}].pageSize"),
+            format!("{ps:?} is not a hugepage size like 2MB or 1GB"),
+        ));
+    }
+    Ok(ps)
+}
+
 /// The v1 writes for `res`, in an order the kernel accepts.
 pub fn v1_writes(res: &LinuxResources) -> Result<Vec<Write>> {
     let mut out = Vec::new();
@@ -383,10 +401,10 @@ pub fn v1_writes(res: &LinuxResources) -> Result<Vec<Write>> {
             }
         }
     }
-    for h in res.hugepage_limits().iter().flatten() {
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
         out.push(w(
             "hugetlb",
-            format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            format!("hugetlb.{}.limit_in_bytes", page_size(h.page_size(), i)?),
             h.limit(),
         ));
     }
@@ -520,8 +538,12 @@ pub fn v2_writes(res: &LinuxResources) -> Result<Vec<Write>> {
             }
         }
     }
-    for h in res.hugepage_limits().iter().flatten() {
-        out.push(w("", format!("hugetlb.{}.max", h.page_size()), h.limit()));
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
+        out.push(w(
+            "",
+            format!("hugetlb.{}.max", page_size(h.page_size(), i)?),
+            h.limit(),
+        ));
     }
     if let Some(u) = res.unified() {
         let mut keys: Vec<_> = u.keys().collect();
@@ -931,6 +953,17 @@ mod tests {
         assert!(e.to_string().contains("unified"), "{e}");
         let e = v1_writes(&res(r#"{"unified":{"memory.high":"1"}}"#)).unwrap_err();
         assert!(e.to_string().contains("cgroup v2"), "{e}");
+        // Regression (task_payloads fuzz target): a page size became part of a path.
+        for ps in ["2/B", "../../x", "", "MB", "2mb", "2MB.rsvd"] {
+            let r = res(&format!(
+                r#"{{"hugepageLimits":[{{"pageSize":"{ps}","limit":0}}]}}"#
+            ));
+            for e in [v1_writes(&r).unwrap_err(), v2_writes(&r).unwrap_err()] {
+                assert!(e.to_string().contains("hugepageLimits[0].pageSize"), "{e}");
+            }
+        }
+        let r = res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":0}]}"#);
+        assert_eq!(v1_writes(&r).unwrap()[0].file, "hugetlb.1GB.limit_in_bytes");
     }
 
     #[test]

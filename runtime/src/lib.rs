@@ -16,6 +16,7 @@ pub mod inroot;
 pub mod mountopts;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
