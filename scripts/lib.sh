@@ -88,3 +88,32 @@ build_static() {
         cargo build --release --locked --quiet --target x86_64-unknown-linux-gnu \
         --target-dir "$HUSK_SRC/target/static" -p husk-node-installer -p containerd-shim-husk-v2)
 }
+
+# What the systemd + cgroup v2 node guest (e2e/src/node) needs on the host: QEMU, mmdebstrap,
+# zstd (trixie's kernel image), mkfs.ext4 and ssh. On Debian 12, bookworm's qemu-system-x86 7.2
+# refuses to install beside the image's qemu-utils 10.x from bookworm-backports, so QEMU comes
+# from bookworm-backports (the suite is added on the mirror apt already uses when missing).
+# Idempotent: installs only what is missing.
+ensure_guest_tools() {
+    local pkgs=(qemu-system-x86 qemu-utils mmdebstrap zstd e2fsprogs openssh-client debian-archive-keyring)
+    local missing=() p
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "==> installing ${missing[*]} (the node guest's tools)"
+    local release=() codename
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    if [ "$codename" = bookworm ]; then
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            local mirror
+            mirror=$(grep -rhoE 'https?://[^ ]*debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+                | grep -v security | head -1)
+            echo "deb ${mirror:-http://deb.debian.org/debian} bookworm-backports main" \
+                > /etc/apt/sources.list.d/husk-bookworm-backports.list
+        fi
+        release=(-t bookworm-backports)
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${release[@]}" "${missing[@]}" >/dev/null
+}

@@ -42,6 +42,17 @@ pub fn shim_binary() -> PathBuf {
     p
 }
 
+/// The `husk` CLI of this build (a runc-compatible OCI runtime binary).
+pub fn husk_binary() -> PathBuf {
+    let p = target_dir().join("husk");
+    assert!(
+        p.exists(),
+        "{} is not built (cargo build --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
 pub struct TestBed {
     /// The containerd namespace, unique per test bed: husk's state and the cgroups are keyed
     /// by it, so concurrent test beds never collide.
@@ -53,6 +64,48 @@ pub struct TestBed {
     pub dir: tempfile::TempDir,
     pub containerd: Option<Child>,
     pub containerd_bin: PathBuf,
+    /// The cgroup driver the handlers were configured with (`HUSK_CGROUP_DRIVER`); `None`:
+    /// containerd's defaults (cgroupfs) and pods without a cgroup parent.
+    pub driver: Option<crate::env::CgroupDriver>,
+}
+
+/// The `options` table of a runc-type handler: `SystemdCgroup` when a driver is chosen, and the
+/// runtime binary (`BinaryName`).
+fn runc_options(
+    driver: Option<crate::env::CgroupDriver>,
+    runc: Option<PathBuf>,
+    binary: Option<&str>,
+) -> String {
+    let mut opts = String::new();
+    if let Some(d) = driver {
+        opts += &format!(
+            "  SystemdCgroup = {}\n",
+            d == crate::env::CgroupDriver::Systemd
+        );
+    }
+    if let Some(b) = binary
+        .map(String::from)
+        .or(runc.map(|p| p.display().to_string()))
+    {
+        opts += &format!("  BinaryName = \"{b}\"\n");
+    }
+    if opts.is_empty() {
+        return opts;
+    }
+    let handler = if binary.is_some() { "crun" } else { "runc" };
+    format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{handler}.options]\n{opts}")
+}
+
+/// husk's `options` table: containerd hands it to a non-runc shim as `runtimeoptions.v1.Options`
+/// whose `config_body` is this TOML.
+fn husk_options(driver: Option<crate::env::CgroupDriver>) -> String {
+    match driver {
+        Some(d) => format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk.options]\n  SystemdCgroup = {}\n",
+            d == crate::env::CgroupDriver::Systemd
+        ),
+        None => String::new(),
+    }
 }
 
 impl TestBed {
@@ -62,6 +115,17 @@ impl TestBed {
 
     /// A test bed whose containerd does not know husk yet (for the installer's test).
     pub fn start_with(with_husk: bool) -> TestBed {
+        Self::start_config(with_husk, &[])
+    }
+
+    /// A test bed with, besides `husk` and `runc`, a CRI runtime handler per `(name, binary)`
+    /// on containerd's runc shim (`io.containerd.runc.v2`) with that OCI runtime binary as its
+    /// `BinaryName`, as a node configures crun or any runc-compatible CLI.
+    pub fn start_with_runc_binaries(handlers: &[(&str, &std::path::Path)]) -> TestBed {
+        Self::start_config(true, handlers)
+    }
+
+    fn start_config(with_husk: bool, runc_binaries: &[(&str, &std::path::Path)]) -> TestBed {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the e2e tests need root: run them through the README's test command"
@@ -83,11 +147,24 @@ impl TestBed {
         if with_husk {
             std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
         }
+        let driver = crate::env::CgroupDriver::from_env();
         let husk = if with_husk {
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n"
+            format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n{}",
+                husk_options(driver)
+            )
         } else {
-            ""
+            String::new()
         };
+        let mut husk = husk;
+        for (name, binary) in runc_binaries {
+            husk.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}.options]\n  BinaryName = \"{}\"\n",
+                binary.display()
+            ));
+        }
+        let runc = runc_options(driver, crate::env::runc_binary(), None);
+        let crun = runc_options(driver, None, Some("/usr/bin/crun"));
         let d = dir.path().display();
         let config = format!(
             r#"version = 2
@@ -107,11 +184,9 @@ state = "{d}/state"
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-{husk}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+{runc}{husk}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
   runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
-  BinaryName = "/usr/bin/crun"
-# containerd 2.x enables NRI on a fixed host path; a socket of the bed's own keeps parallel beds
+{crun}# containerd 2.x enables NRI on a fixed host path; a socket of the bed's own keeps parallel beds
 # (and a stale socket a killed containerd left behind) from colliding. 1.6 ignores the section.
 [plugins."io.containerd.nri.v1.nri"]
   socket_path = "{d}/nri.sock"
@@ -149,6 +224,7 @@ state = "{d}/state"
             dir,
             containerd: None,
             containerd_bin,
+            driver,
         };
         bed.start_containerd();
         bed
@@ -164,9 +240,15 @@ state = "{d}/state"
             .append(true)
             .open(self.dir.path().join("containerd.log"))
             .unwrap();
+        // The bed's shims first, then those shipped with this containerd (its runc shim), then
+        // the system's.
         let path = format!(
-            "{}:{}",
+            "{}:{}:{}",
             self.dir.path().join("bin").display(),
+            self.containerd_bin
+                .parent()
+                .unwrap_or(std::path::Path::new("/usr/bin"))
+                .display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let mut cmd = Command::new(&self.containerd_bin);
@@ -226,6 +308,9 @@ state = "{d}/state"
         let mut c = Command::new(self.ctr_bin());
         c.arg("--address")
             .arg(self.socket())
+            // ctr gives up connecting after 10 s by default; 50 ctr processes starting at once
+            // in the emulated node guest can take longer than that.
+            .args(["--connect-timeout", "60s"])
             .args(["--namespace", &self.ns])
             .args(args)
             .stdin(Stdio::null());
@@ -262,68 +347,7 @@ state = "{d}/state"
     }
 
     pub fn import_into(&self, ns: &str, name: &str) {
-        let rootfs = self
-            .dir
-            .path()
-            .join(format!("img-{}", name.replace(['/', ':'], "_")));
-        let cfg = match name {
-            PAUSE => {
-                crate::images::static_rootfs(&rootfs, "pause.c", "pause");
-                crate::images::ImageConfig {
-                    cmd: vec!["/pause".into()],
-                    ..Default::default()
-                }
-            }
-            SCRATCH => {
-                crate::images::scratch_rootfs(&rootfs);
-                crate::images::ImageConfig {
-                    cmd: vec!["/hello".into()],
-                    ..Default::default()
-                }
-            }
-            USER_UID | USER_NAME | USER_UID_GID => {
-                crate::images::busybox_rootfs(&rootfs);
-                let user = match name {
-                    USER_UID => "1000",
-                    USER_NAME => "user",
-                    _ => "1000:2000",
-                };
-                crate::images::ImageConfig {
-                    user: user.into(),
-                    ..Default::default()
-                }
-            }
-            SETUID => {
-                crate::images::busybox_rootfs(&rootfs);
-                crate::images::static_rootfs(&rootfs.join("bin"), "euid.c", "euid");
-                std::fs::set_permissions(
-                    rootfs.join("bin/euid"),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o4755),
-                )
-                .unwrap();
-                crate::images::ImageConfig::default()
-            }
-            WEB => {
-                crate::images::busybox_rootfs(&rootfs);
-                std::fs::create_dir_all(rootfs.join("www")).unwrap();
-                std::fs::write(
-                    rootfs.join("www/index.html"),
-                    "hello from a husk web server\n",
-                )
-                .unwrap();
-                crate::images::ImageConfig {
-                    cmd: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-                        .map(String::from)
-                        .to_vec(),
-                    ..Default::default()
-                }
-            }
-            _ => {
-                crate::images::busybox_rootfs(&rootfs);
-                crate::images::ImageConfig::default()
-            }
-        };
-        let archive = crate::images::build_oci_archive(&rootfs, name, &cfg, self.dir.path());
+        let archive = crate::images::archive(name, self.dir.path());
         self.import_archive(ns, &archive);
     }
 
@@ -344,8 +368,32 @@ state = "{d}/state"
         );
     }
 
-    /// The shim processes serving this test bed's containers.
+    /// kubelet's config for pod `name`: a uid unique to this bed and, when the bed has a cgroup
+    /// driver, the cgroup parent kubelet gives a BestEffort pod under that driver.
+    pub fn pod_config(
+        &self,
+        name: &str,
+        log_dir: &std::path::Path,
+    ) -> crate::cri::v1::PodSandboxConfig {
+        let mut c = crate::cri::Cri::pod_config(name, log_dir);
+        let uid = format!("{}-{name}", self.ns);
+        if let Some(m) = c.metadata.as_mut() {
+            m.uid = uid.clone();
+        }
+        if let Some(d) = self.driver {
+            c.linux.get_or_insert_with(Default::default).cgroup_parent = d.pod_parent(&uid);
+        }
+        c
+    }
+
+    /// The shim processes of the runtime the ctr suite drives (`HUSK_E2E_RUNTIME`) serving this
+    /// test bed's containers.
     pub fn shim_pids(&self) -> Vec<i32> {
+        self.shim_pids_named(&crate::env::shim_binary_name(&crate::env::ctr_runtime()))
+    }
+
+    /// Shim processes of this test bed whose command line holds `name`.
+    pub fn shim_pids_named(&self, name: &str) -> Vec<i32> {
         let addr = self.socket().display().to_string();
         std::fs::read_dir("/proc")
             .unwrap()
@@ -354,7 +402,7 @@ state = "{d}/state"
                 let cmd =
                     String::from_utf8_lossy(&std::fs::read(p.join("cmdline")).ok()?).into_owned();
                 (cmd.starts_with("/")
-                    && cmd.contains("containerd-shim-husk-v2")
+                    && cmd.contains(name)
                     && cmd.contains(&addr)
                     && !cmd.contains("\0start\0")
                     && !cmd.contains("\0delete\0"))
@@ -407,7 +455,7 @@ impl Drop for TestBed {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(format!("/var/lib/cni/networks/{}", self.ns));
-        for pid in self.shim_pids() {
+        for pid in self.shim_pids_named("containerd-shim-") {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -433,6 +481,48 @@ impl Drop for TestBed {
             .flatten()
         {
             let _ = std::fs::remove_dir(h.path().join(&self.ns));
+        }
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{}", self.ns));
+        self.remove_pod_parents();
+    }
+}
+
+impl TestBed {
+    /// Removes the pod cgroups kubelet would have removed: this bed's pod slices (systemd) or
+    /// `kubepods/besteffort/pod<uid>` directories (cgroupfs, every hierarchy on v1).
+    fn remove_pod_parents(&self) {
+        match self.driver {
+            None => {}
+            Some(crate::env::CgroupDriver::Systemd) => {
+                let pattern = format!(
+                    "kubepods-besteffort-pod{}_*.slice",
+                    self.ns.replace('-', "_")
+                );
+                let _ = Command::new("systemctl")
+                    .args(["stop", &pattern])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            Some(crate::env::CgroupDriver::Cgroupfs) => {
+                let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+                if !crate::env::cgroup_v2() {
+                    roots = std::fs::read_dir("/sys/fs/cgroup")
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path())
+                        .collect();
+                }
+                let prefix = format!("pod{}-", self.ns);
+                for r in roots {
+                    let dir = r.join("kubepods/besteffort");
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if e.file_name().to_string_lossy().starts_with(&prefix) {
+                            let _ = std::fs::remove_dir(e.path());
+                        }
+                    }
+                }
+            }
         }
     }
 }

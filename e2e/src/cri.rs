@@ -136,13 +136,14 @@ impl Cri {
             .expect("status")
     }
 
-    /// Waits until the container has exited; its final status.
+    /// Waits until the container has exited (at most 120 s: the node guest emulates its CPU);
+    /// its final status.
     pub fn wait_exited(&mut self, id: &str) -> cri::ContainerStatus {
         let t = Instant::now();
         loop {
             let st = self.container_status(id);
             if st.state == cri::ContainerState::ContainerExited as i32
-                || t.elapsed() > Duration::from_secs(30)
+                || t.elapsed() > Duration::from_secs(120)
             {
                 return st;
             }

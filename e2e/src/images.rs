@@ -2,6 +2,7 @@
 //! `FROM scratch` image holding one static binary. Written as OCI image layouts and imported
 //! with `ctr image import`.
 
+use crate::bed::{BUSYBOX, PAUSE, SCRATCH, SETUID, USER_NAME, USER_UID, USER_UID_GID, WEB};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,112 @@ fn run(cmd: &mut Command) {
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every image the suites import.
+pub const ALL: [&str; 8] = [
+    PAUSE,
+    BUSYBOX,
+    SCRATCH,
+    USER_UID,
+    USER_NAME,
+    USER_UID_GID,
+    SETUID,
+    WEB,
+];
+
+/// The OCI archive of image `name`: the prebuilt one in `HUSK_IMAGE_DIR` when there is one
+/// (the node guest has no compiler), else built now under `work_dir`.
+pub fn archive(name: &str, work_dir: &Path) -> PathBuf {
+    if let Some(dir) = crate::env::image_dir() {
+        let p = archive_path(&dir, name);
+        if p.exists() {
+            return p;
+        }
+    }
+    build(name, work_dir)
+}
+
+fn archive_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{}.tar", sha256_hex(name.as_bytes())))
+}
+
+/// Builds every image of `ALL` into `dir`, for `HUSK_IMAGE_DIR`.
+pub fn prebuild(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("husk-images-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    for name in ALL {
+        let built = build(name, work.path());
+        std::fs::rename(&built, archive_path(dir, name))
+            .or_else(|_| std::fs::copy(&built, archive_path(dir, name)).map(|_| ()))
+            .unwrap();
+    }
+}
+
+/// Builds image `name` (one of `ALL`; any other name is a plain busybox) under `work_dir`.
+pub fn build(name: &str, work_dir: &Path) -> PathBuf {
+    let rootfs = work_dir.join(format!("img-{}", name.replace(['/', ':'], "_")));
+    let cfg = match name {
+        PAUSE => {
+            static_rootfs(&rootfs, "pause.c", "pause");
+            ImageConfig {
+                cmd: vec!["/pause".into()],
+                ..Default::default()
+            }
+        }
+        SCRATCH => {
+            scratch_rootfs(&rootfs);
+            ImageConfig {
+                cmd: vec!["/hello".into()],
+                ..Default::default()
+            }
+        }
+        USER_UID | USER_NAME | USER_UID_GID => {
+            busybox_rootfs(&rootfs);
+            let user = match name {
+                USER_UID => "1000",
+                USER_NAME => "user",
+                _ => "1000:2000",
+            };
+            ImageConfig {
+                user: user.into(),
+                ..Default::default()
+            }
+        }
+        SETUID => {
+            busybox_rootfs(&rootfs);
+            static_rootfs(&rootfs.join("bin"), "euid.c", "euid");
+            std::fs::set_permissions(
+                rootfs.join("bin/euid"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+            )
+            .unwrap();
+            ImageConfig::default()
+        }
+        WEB => {
+            busybox_rootfs(&rootfs);
+            std::fs::create_dir_all(rootfs.join("www")).unwrap();
+            std::fs::write(
+                rootfs.join("www/index.html"),
+                "hello from a husk web server\n",
+            )
+            .unwrap();
+            ImageConfig {
+                cmd: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+                    .map(String::from)
+                    .to_vec(),
+                ..Default::default()
+            }
+        }
+        _ => {
+            busybox_rootfs(&rootfs);
+            ImageConfig::default()
+        }
+    };
+    build_oci_archive(&rootfs, name, &cfg, work_dir)
 }
 
 /// A busybox rootfs tree (static busybox + applet links + passwd/group).

@@ -4,7 +4,9 @@
 
 pub mod bed;
 pub mod cri;
+pub mod env;
 pub mod images;
+pub mod node;
 pub mod probe;
 pub mod profile;
 pub mod stream;

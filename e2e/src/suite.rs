@@ -6,20 +6,56 @@ use crate::cri::{v1 as cri, Cri};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The handler under test and the reference.
-pub const HANDLERS: [&str; 2] = ["runc", "husk"];
-
-/// Runs `scenario` on both handlers in one test bed and requires equal observations.
+/// Runs `scenario` on every handler of `HUSK_E2E_HANDLERS` (default: `runc`, the reference,
+/// then `husk`) in one test bed and requires each to see what the reference saw. Every handler
+/// runs even when one panics, and the failure names who failed and who passed, so a failure
+/// in the node guest says whether runc passes the same scenario. Returns the last handler's
+/// observation.
 pub fn on_both<T: PartialEq + std::fmt::Debug>(
     images: &[&str],
     scenario: impl Fn(&TestBed, &mut Cri, &str) -> T,
 ) -> T {
+    let handlers = crate::env::handlers();
     let bed = TestBed::start();
     let mut c = bed.cri(images);
-    let runc = scenario(&bed, &mut c, HANDLERS[0]);
-    let husk = scenario(&bed, &mut c, HANDLERS[1]);
-    assert_eq!(runc, husk, "runc (left) and husk (right) differ");
-    husk
+    let mut seen: Vec<(String, Result<T, String>)> = Vec::new();
+    for h in &handlers {
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&bed, &mut c, h)));
+        seen.push((h.clone(), r.map_err(|e| panic_text(&*e))));
+    }
+    let verdict: Vec<String> = seen
+        .iter()
+        .map(|(h, r)| match r {
+            Ok(_) => format!("{h}: passed"),
+            Err(e) => format!("{h}: FAILED: {e}"),
+        })
+        .collect();
+    if seen.iter().any(|(_, r)| r.is_err()) {
+        panic!(
+            "handlers failed ({}):\n{}",
+            handlers.join(" then "),
+            verdict.join("\n")
+        );
+    }
+    let mut values = seen.into_iter().map(|(h, r)| (h, r.unwrap()));
+    let (reference, first) = values.next().expect("HUSK_E2E_HANDLERS names no handler");
+    let mut last = first;
+    let mut prev_name = reference.clone();
+    for (h, v) in values {
+        assert_eq!(last, v, "{prev_name} (left) and {h} (right) differ");
+        prev_name = h;
+        last = v;
+    }
+    last
+}
+
+/// The text of a panic payload.
+pub fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(non-text panic)".into())
 }
 
 /// CRI log lines without their timestamps: "<stream> <P|F> <text>".
@@ -65,7 +101,7 @@ impl Pod {
     ) -> Pod {
         let name = format!("{name}-{handler}");
         let logs = bed.dir.path().join(format!("logs-{name}"));
-        let mut config = Cri::pod_config(&name, &logs);
+        let mut config = bed.pod_config(&name, &logs);
         tune(&mut config);
         let id = c.run_pod(&config, handler);
         Pod { id, config, logs }

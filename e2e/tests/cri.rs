@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn pod_sandbox_lifecycle() {
     on_both(&[], |bed, c, handler| {
-        let cfg = Cri::pod_config(
+        let cfg = bed.pod_config(
             &format!("pod-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -41,7 +41,7 @@ fn pod_sandbox_lifecycle() {
 fn exit_codes_reasons_and_logs() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
         let logs = bed.dir.path().join(format!("logs-{handler}"));
-        let pod_cfg = Cri::pod_config(&format!("exit-{handler}"), &logs);
+        let pod_cfg = bed.pod_config(&format!("exit-{handler}"), &logs);
         let pod = c.run_pod(&pod_cfg, handler);
         let mut out = Vec::new();
         for (name, script) in [
@@ -79,7 +79,7 @@ fn exit_codes_reasons_and_logs() {
 #[test]
 fn exec_sync_output_exit_code_and_timeout() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("exec-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -143,7 +143,7 @@ fn exec_sync_output_exit_code_and_timeout() {
 #[test]
 fn security_context_user_readonly_rootfs_and_capabilities() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("sec-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -189,7 +189,7 @@ fn security_context_user_readonly_rootfs_and_capabilities() {
 #[test]
 fn oom_kill_is_reported_as_oomkilled() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("oom-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -224,7 +224,7 @@ fn oom_kill_is_reported_as_oomkilled() {
 #[test]
 fn update_container_resources_and_container_stats() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("upd-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -248,17 +248,16 @@ fn update_container_resources_and_container_stats() {
         };
         c.call(|mut r| async move { r.update_container_resources(req).await })
             .expect("UpdateContainerResources");
-        let limit = c
-            .exec_sync(
-                &id,
-                &[
-                    "cat",
-                    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                    "/sys/fs/cgroup/cpu/cpu.shares",
-                ],
-                10,
-            )
-            .unwrap();
+        // The container's own cgroup files (its cgroup namespace on v2).
+        let files: &[&str] = if husk_e2e::env::cgroup_v2() {
+            &["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.weight"]
+        } else {
+            &[
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/cpu/cpu.shares",
+            ]
+        };
+        let limit = c.exec_sync(&id, &[&["cat"], files].concat(), 10).unwrap();
         let req = cri::ContainerStatsRequest {
             container_id: id.clone(),
         };
@@ -287,13 +286,22 @@ fn update_container_resources_and_container_stats() {
             cpu > 0,
         )
     });
-    assert_eq!(seen, ("67108864\n512\n".to_string(), true, true));
+    // cgroup v2 has cpu.weight, converted from the shares by a formula that changed across
+    // runc versions: on v2 the handlers must agree on it (on_both), the value is not pinned.
+    let (limits, mem, cpu) = seen;
+    let lines: Vec<&str> = limits.lines().collect();
+    assert_eq!(lines.len(), 2, "{limits:?}");
+    assert_eq!(lines[0], "67108864");
+    if !husk_e2e::env::cgroup_v2() {
+        assert_eq!(lines[1], "512");
+    }
+    assert_eq!((mem, cpu), (true, true));
 }
 
 #[test]
 fn container_list_and_status_with_filters() {
     let seen = on_both(&[BUSYBOX], |bed, c, handler| {
-        let pod_cfg = Cri::pod_config(
+        let pod_cfg = bed.pod_config(
             &format!("list-{handler}"),
             &bed.dir.path().join(format!("logs-{handler}")),
         );
@@ -389,4 +397,74 @@ fn container_list_and_status_with_filters() {
     assert_eq!(seen.4, (true, true, 0, Some("runs".to_string()), false));
     assert_eq!(seen.5, (137, "Error".to_string()));
     assert!(seen.6.is_empty());
+}
+
+/// Every cgroup directory (any hierarchy, v1 or v2) whose name contains `needle`.
+fn cgroup_dirs_containing(needle: &str) -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut stack: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter(|l| {
+            let fs = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+            matches!(fs, Some("cgroup") | Some("cgroup2"))
+        })
+        .filter_map(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+        .collect();
+    let mut found = vec![];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().contains(needle) {
+                    found.push(e.path());
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// The cgroup parents kubelet sends: the systemd driver's nested `.slice` form (containerd then
+/// asks for `slice:cri-containerd:<id>` whatever the runtime's driver), the cgroupfs form, and
+/// none. Each pod must run on both handlers; the container's cgroup (as it sees it, ids
+/// masked) must be the same; nothing of it may be left after removal.
+#[test]
+fn cgroup_parents_slice_cgroupfs_and_empty() {
+    let uid = format!("{:x}", std::process::id());
+    let parents = [
+        format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice"),
+        format!("/kubepods/burstable/pod{uid}"),
+        String::new(),
+    ];
+    on_both(&[BUSYBOX], |bed, c, handler| {
+        let mut seen = vec![];
+        for (i, parent) in parents.iter().enumerate() {
+            let pod = husk_e2e::suite::Pod::run(bed, c, handler, &format!("cg{i}"), |p| {
+                p.linux.get_or_insert_with(Default::default).cgroup_parent = parent.clone();
+            });
+            let id = pod.start(c, "main", BUSYBOX, &["sleep", "3600"], |_| {});
+            let r = c
+                .exec_sync(&id, &["cat", "/proc/self/cgroup"], 10)
+                .unwrap_or_else(|e| panic!("{handler}: ExecSync with parent {parent:?}: {e}"));
+            assert_eq!(r.exit_code, 0, "{handler}: exec with parent {parent:?}");
+            // The container's memory (v1) or unified (v2) line, with the ids masked.
+            let line = String::from_utf8_lossy(&r.stdout)
+                .lines()
+                .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+                .unwrap_or_default()
+                .replace(&id, "CTR")
+                .replace(&pod.id, "POD");
+            let dirs = cgroup_dirs_containing(&id);
+            assert!(!dirs.is_empty(), "{handler}: no cgroup directory for {id}");
+            c.remove_container(&id);
+            let pod_id = pod.id.clone();
+            pod.remove(c);
+            for gone in [&id, &pod_id] {
+                let left = cgroup_dirs_containing(gone);
+                assert!(left.is_empty(), "{handler}: left behind: {left:?}");
+            }
+            seen.push(line);
+        }
+        seen
+    });
 }

@@ -4,7 +4,9 @@ use husk_e2e::bed::{TestBed, BUSYBOX, SCRATCH};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const RT: &str = "io.containerd.husk.v2";
+/// The runtime under test: husk's shim unless `HUSK_E2E_RUNTIME` names another (the node
+/// guest runs this suite on `io.containerd.runc.v2` too).
+static RUNTIME: std::sync::LazyLock<String> = std::sync::LazyLock::new(husk_e2e::env::ctr_runtime);
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -51,7 +53,7 @@ fn run_prints_output_and_exit_code() {
         "run",
         "--rm",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "t",
         "sh",
@@ -65,7 +67,7 @@ fn run_prints_output_and_exit_code() {
             "run",
             "--rm",
             "--runtime",
-            RT,
+            &RUNTIME,
             BUSYBOX,
             "codes",
             "sh",
@@ -80,7 +82,7 @@ fn run_prints_output_and_exit_code() {
 fn scratch_image_with_one_binary() {
     let bed = TestBed::start();
     bed.import(SCRATCH);
-    let out = bed.ctr(&["run", "--rm", "--runtime", RT, SCRATCH, "hello"]);
+    let out = bed.ctr(&["run", "--rm", "--runtime", &RUNTIME, SCRATCH, "hello"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("Hello from husk"),
@@ -93,7 +95,16 @@ fn scratch_image_with_one_binary() {
 fn kill_gives_137_and_exec_sigterm_gives_143() {
     let bed = TestBed::start();
     bed.import(BUSYBOX);
-    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "k", "sleep", "1000"]);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "k",
+        "sleep",
+        "1000",
+    ]);
     wait_task_status(&bed, "k", "RUNNING");
     let exec = bed
         .ctr_cmd(&["task", "exec", "--exec-id", "e1", "k", "sleep", "1000"])
@@ -121,7 +132,16 @@ fn kill_gives_137_and_exec_sigterm_gives_143() {
 fn exec_with_and_without_tty() {
     let bed = TestBed::start();
     bed.import(BUSYBOX);
-    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "x", "sleep", "1000"]);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "x",
+        "sleep",
+        "1000",
+    ]);
     let out = bed.ctr(&[
         "task",
         "exec",
@@ -163,7 +183,7 @@ fn pause_resume_kill_all_and_metrics() {
         "run",
         "-d",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "p",
         "sh",
@@ -204,7 +224,7 @@ fn oom_kill_is_reported_as_an_oom_event() {
         "run",
         "--rm",
         "--runtime",
-        RT,
+        &RUNTIME,
         "--memory-limit",
         "33554432",
         BUSYBOX,
@@ -246,7 +266,7 @@ fn twenty_containers_in_parallel() {
                     "run",
                     "--rm",
                     "--runtime",
-                    RT,
+                    &RUNTIME,
                     BUSYBOX,
                     &format!("par{i}"),
                     "sh",
@@ -275,7 +295,7 @@ fn containerd_restart_keeps_containers_running_and_controllable() {
         "run",
         "-d",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "r",
         "sh",
@@ -302,7 +322,16 @@ fn containerd_restart_keeps_containers_running_and_controllable() {
 fn killed_shim_is_cleaned_up_by_containerd() {
     let bed = TestBed::start();
     bed.import(BUSYBOX);
-    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "s", "sleep", "1000"]);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "s",
+        "sleep",
+        "1000",
+    ]);
     wait_task_status(&bed, "s", "RUNNING");
     let task_pid: i32 = bed
         .ctr_ok(&["task", "ls"])
@@ -331,10 +360,11 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    // containerd notices the dead shim, runs `shim delete`, which kills the container.
+    // containerd notices the dead shim, runs `shim delete`, which kills the container (each
+    // `ctr` call takes seconds in the emulated node guest, hence the generous bound).
     let t = Instant::now();
     while std::path::Path::new(&format!("/proc/{task_pid}")).exists()
-        && t.elapsed() < Duration::from_secs(15)
+        && t.elapsed() < Duration::from_secs(60)
     {
         let _ = bed.ctr(&["task", "delete", "-f", "s"]);
         std::thread::sleep(Duration::from_millis(100));
@@ -352,14 +382,23 @@ fn killed_shim_is_cleaned_up_by_containerd() {
         "{}",
         bed.ctr_ok(&["task", "ls"])
     );
+    let cgroup = if husk_e2e::env::cgroup_v2() {
+        format!("/sys/fs/cgroup/{}/s", bed.ns)
+    } else {
+        format!("/sys/fs/cgroup/memory/{}/s", bed.ns)
+    };
     assert!(
-        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/{}/s", bed.ns)).exists(),
-        "cgroup left behind"
+        !std::path::Path::new(&cgroup).exists(),
+        "cgroup {cgroup} left behind"
     );
-    assert!(
-        !std::path::Path::new(&socket).exists(),
-        "the dead shim's socket was left behind"
-    );
+    // husk's `shim delete` also removes the dead shim's socket; containerd's runc shim leaves
+    // it (seen with containerd 1.7 in the node guest), so this holds husk only.
+    if RUNTIME.as_str() == "io.containerd.husk.v2" {
+        assert!(
+            !std::path::Path::new(&socket).exists(),
+            "the dead shim's socket was left behind"
+        );
+    }
 }
 
 #[test]
@@ -376,7 +415,7 @@ fn busybox_under_containerds_default_seccomp_profile_and_capabilities() {
         "--rm",
         "--seccomp",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "sec",
         "sh",
@@ -396,7 +435,16 @@ fn busybox_under_containerds_default_seccomp_profile_and_capabilities() {
 fn fifty_concurrent_execs_into_one_container() {
     let bed = TestBed::start();
     bed.import(BUSYBOX);
-    bed.ctr_ok(&["run", "-d", "--runtime", RT, BUSYBOX, "ex", "sleep", "1000"]);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "ex",
+        "sleep",
+        "1000",
+    ]);
     wait_task_status(&bed, "ex", "RUNNING");
     let kids: Vec<_> = (0..50)
         .map(|i| {
@@ -453,7 +501,7 @@ fn cve_2024_21626_through_the_shim() {
         "run",
         "--rm",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "fds",
         "ls",
@@ -471,7 +519,7 @@ fn cve_2024_21626_through_the_shim() {
         "run",
         "-d",
         "--runtime",
-        RT,
+        &RUNTIME,
         BUSYBOX,
         "cwd",
         "sleep",
@@ -513,8 +561,10 @@ fn cve_2024_21626_through_the_shim() {
             "exec --cwd {cwd} ran in {}",
             text(&out.stdout)
         );
+        // husk names the field; runc (the node guest's reference cell) fails its chdir.
         assert!(
-            text(&out.stderr).contains("process.cwd"),
+            RUNTIME.as_str() != "io.containerd.husk.v2"
+                || text(&out.stderr).contains("process.cwd"),
             "exec --cwd {cwd}: {}",
             text(&out.stderr)
         );
@@ -523,7 +573,7 @@ fn cve_2024_21626_through_the_shim() {
             "run",
             "--rm",
             "--runtime",
-            RT,
+            &RUNTIME,
             "--cwd",
             &cwd,
             BUSYBOX,
@@ -536,8 +586,10 @@ fn cve_2024_21626_through_the_shim() {
             "run --cwd {cwd} ran in {}",
             text(&out.stdout)
         );
+        // husk names the field; runc (the node guest's reference cell) fails its chdir.
         assert!(
-            text(&out.stderr).contains("process.cwd"),
+            RUNTIME.as_str() != "io.containerd.husk.v2"
+                || text(&out.stderr).contains("process.cwd"),
             "run --cwd {cwd}: {}",
             text(&out.stderr)
         );

@@ -4,6 +4,7 @@
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::channel::{self, Channel};
 use crate::error::{Context, Error, Result};
+use crate::lifecycle::{self, Verb};
 use crate::namespaces::{self, Action, Kind};
 use crate::process::{FromInit, InitConfig, Mode, ToInit, HELPER_ENV};
 use crate::rootfs::CgroupLayoutInfo;
@@ -35,6 +36,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub stdio: StdioFds,
+    /// The cgroup driver the caller asked for; `None` lets husk choose (`Driver::select`).
+    pub cgroup_driver: Option<cgroups::Driver>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,8 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub stdio: StdioFds,
+    /// runc's `--ignore-paused`: exec into a paused container too.
+    pub ignore_paused: bool,
 }
 
 pub struct Runtime {
@@ -161,6 +166,35 @@ impl Runtime {
             crate::seccomp::compile(seccomp)?; // report profile errors before anything exists
         }
         let layout = Layout::detect();
+        let raw_path = linux
+            .cgroups_path()
+            .as_deref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match cgroups::Driver::select(opts.cgroup_driver, &raw_path) {
+            cgroups::Driver::Systemd if !cgroups::systemd_running() => {
+                return Err(Error::Unsupported {
+                    feature: "the systemd cgroup driver".into(),
+                    reason: "systemd is not running on this host (no /run/systemd/system); \
+                             use the cgroupfs driver"
+                        .into(),
+                })
+            }
+            cgroups::Driver::Systemd => {
+                return Err(Error::Unsupported {
+                    feature: "the systemd cgroup driver".into(),
+                    reason: "not implemented yet; use the cgroupfs driver".into(),
+                })
+            }
+            cgroups::Driver::Cgroupfs if cgroups::is_systemd_path(&raw_path) => {
+                tracing::info!(
+                    id,
+                    cgroups_path = %raw_path,
+                    "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
+                );
+            }
+            cgroups::Driver::Cgroupfs => {}
+        }
         let cg_paths = cgroups::resolve(
             &layout,
             linux.cgroups_path().as_deref(),
@@ -240,6 +274,20 @@ impl Runtime {
         let cgroup = Cgroup::new(cg_paths.clone());
         cgroup.create()?;
         rollback.cgroup = Some(cgroup.clone());
+        if cgroup.is_frozen() {
+            // A process put in it would stop before it could say anything (runc: "container's
+            // cgroup unexpectedly frozen"). Another container sharing the cgroupsPath is paused.
+            return Err(Error::Cgroup {
+                path: cg_paths
+                    .dirs
+                    .get(if cg_paths.v2 { "" } else { "freezer" })
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                message: "is frozen (is a container sharing this cgroupsPath paused?): \
+                          cannot create a container in a frozen cgroup"
+                    .into(),
+            });
+        }
 
         let (parent_end, child_end) = channel::pair()?;
         let mut inherit = vec![fifo.as_raw_fd()];
@@ -334,14 +382,10 @@ impl Runtime {
 
     /// Starts a new process in a running container. Returns its pid (a child of the caller).
     pub fn exec(&self, c: &Container, opts: ExecOptions) -> Result<i32> {
-        let status = c.status();
-        if !matches!(status, Status::Created | Status::Running) {
-            return Err(Error::IllegalState {
-                id: c.id().into(),
-                action: "exec into",
-                status: status.to_string(),
-            });
-        }
+        let verb = Verb::Exec {
+            ignore_paused: opts.ignore_paused,
+        };
+        lifecycle::check(c.id(), verb, c.status())?;
         let spec = spec::load_saved(&state::container_dir(&self.root, c.id()))?;
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::spec("process.args", "must not be empty"));
@@ -483,16 +527,22 @@ impl Drop for Rollback {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), None);
         }
         if let Some(cg) = &self.cgroup {
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            wait_empty(cg, Duration::from_secs(5));
-            let _ = cg.destroy();
+            // Only what this create started is killed (above): the cgroup may be shared.
+            let _ = cg.destroy_if_empty();
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// SIGKILL to every process of `cg`, frozen meanwhile so none forks past it.
+fn kill_cgroup(cg: &Cgroup) {
+    let _ = cg.freeze(true);
+    for p in cg.pids().unwrap_or_default() {
+        let _ = crate::signal::Signal::KILL.send(p);
+    }
+    let _ = cg.freeze(false);
 }
 
 fn wait_empty(cg: &Cgroup, timeout: Duration) {
@@ -607,15 +657,17 @@ impl Container {
         self.st.pid > 0 && state::pid_start_time(self.st.pid) == Some(self.st.pid_start_time)
     }
 
+    /// The state as runc derives it: a dead init is stopped; a frozen cgroup is paused (also
+    /// before `start`); an exec fifo still waiting is created; else running.
     pub fn status(&self) -> Status {
         if !self.is_alive() {
             return Status::Stopped;
         }
-        if self.dir().join(state::EXEC_FIFO).exists() {
-            return Status::Created;
-        }
         if self.cgroup().is_frozen() {
             return Status::Paused;
+        }
+        if self.dir().join(state::EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }
@@ -630,14 +682,7 @@ impl Container {
 
     /// Lets the created container run its process.
     pub fn start(&self) -> Result<()> {
-        let status = self.status();
-        if status != Status::Created {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "start",
-                status: status.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Start, self.status())?;
         let fifo_path = self.dir().join(state::EXEC_FIFO);
         // O_RDWR never blocks and keeps a writer, so the read waits for the init's byte.
         let fifo = nix::fcntl::open(
@@ -682,73 +727,52 @@ impl Container {
         Ok(())
     }
 
-    pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
-        if !self.is_alive() && !all {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "kill",
-                status: "stopped".into(),
-            });
-        }
+    /// Sends `sig` (any number 0..=64, see [`crate::signal`]) to the init, or with `all` to
+    /// every process of the container's cgroup. `all` is allowed in every state, as in runc:
+    /// on a stopped container it signals whatever is left in the cgroup, if anything (a
+    /// container without its own pid namespace may leave processes behind its init).
+    pub fn kill(&self, sig: impl Into<crate::signal::Signal>, all: bool) -> Result<()> {
+        let sig = sig.into();
+        let is_kill = sig == crate::signal::Signal::KILL;
         if all {
             let cg = self.cgroup();
-            let pids = cg.pids()?;
-            if pids.is_empty() && !self.is_alive() {
-                return Err(Error::IllegalState {
-                    id: self.id().into(),
-                    action: "kill",
-                    status: "stopped".into(),
-                });
-            }
-            // Freeze so no process forks past the signal.
-            let freeze = sig == Signal::SIGKILL && !cg.is_frozen();
-            if freeze {
+            // Freeze so no process forks past the signal; a frozen cgroup is thawed for
+            // SIGKILL only (a paused container otherwise stays paused, signals pending).
+            let frozen = cg.is_frozen();
+            if is_kill && !frozen {
                 let _ = cg.freeze(true);
             }
             for p in cg.pids()? {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                let _ = sig.send(p);
             }
-            if freeze || sig == Signal::SIGKILL {
+            if is_kill {
                 let _ = cg.freeze(false);
             }
             return Ok(());
         }
-        nix::sys::signal::kill(Pid::from_raw(self.st.pid), sig)
-            .ctx(|| format!("kill {} with {sig}", self.st.pid))
+        let status = self.status();
+        lifecycle::check(self.id(), Verb::Kill, status)?;
+        sig.send(self.st.pid)
+            .ctx(|| format!("kill {} with {sig}", self.st.pid))?;
+        if is_kill && status == Status::Paused {
+            // A frozen process dies only once thawed (runc thaws for SIGKILL too).
+            let _ = self.cgroup().freeze(false);
+        }
+        Ok(())
     }
 
     pub fn pause(&self) -> Result<()> {
-        let s = self.status();
-        if s != Status::Running && s != Status::Created {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "pause",
-                status: s.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Pause, self.status())?;
         self.cgroup().freeze(true)
     }
 
     pub fn resume(&self) -> Result<()> {
-        let s = self.status();
-        if s != Status::Paused {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "resume",
-                status: s.to_string(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Resume, self.status())?;
         self.cgroup().freeze(false)
     }
 
     pub fn update(&self, res: &LinuxResources) -> Result<()> {
-        if self.status() == Status::Stopped {
-            return Err(Error::IllegalState {
-                id: self.id().into(),
-                action: "update",
-                status: "stopped".into(),
-            });
-        }
+        lifecycle::check(self.id(), Verb::Update, self.status())?;
         self.cgroup().apply(res)
     }
 
@@ -756,43 +780,52 @@ impl Container {
         self.cgroup().pids()
     }
 
+    /// Waits (up to `timeout`) until the init is gone, reaping it if it is our child (CLI
+    /// `run`, the shim) so it does not stay a zombie.
+    fn wait_init_gone(&self, timeout: Duration) {
+        let t = Instant::now();
+        loop {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(self.st.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            if !self.is_alive() || t.elapsed() >= timeout {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Deletes the container; with `force` a live one is killed first.
     pub fn delete(&self, force: bool) -> Result<()> {
+        let verb = if force {
+            Verb::DeleteForce
+        } else {
+            Verb::Delete
+        };
         let status = self.status();
-        match status {
-            Status::Stopped | Status::Created => {}
-            _ if force => {}
-            _ => {
-                return Err(Error::IllegalState {
-                    id: self.id().into(),
-                    action: "delete",
-                    status: format!("{status} (use --force)"),
-                })
-            }
-        }
+        lifecycle::check(self.id(), verb, status)?;
         let cg = self.cgroup();
-        if self.is_alive() || !cg.pids().unwrap_or_default().is_empty() {
-            let _ = cg.freeze(true);
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+        // Only this container's processes are killed: its cgroup may be shared (the runtime
+        // spec does not make cgroupsPath unique). The init first, thawed if paused so it can
+        // die (as runc); with a pid namespace of its own, the kernel takes every other process
+        // of the container with it.
+        if self.is_alive() {
+            let _ = crate::signal::Signal::KILL.send(self.st.pid);
+            if status == Status::Paused {
+                let _ = cg.freeze(false);
             }
-            if self.is_alive() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(self.st.pid), Signal::SIGKILL);
-            }
-            let _ = cg.freeze(false);
-            let t = Instant::now();
-            while (self.is_alive() || !cg.pids().unwrap_or_default().is_empty())
-                && t.elapsed() < Duration::from_secs(10)
-            {
-                // Our own child (CLI `run`, the shim): reap it so it does not stay a zombie.
-                let _ = nix::sys::wait::waitpid(
-                    Pid::from_raw(self.st.pid),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            self.wait_init_gone(Duration::from_secs(10));
         }
-        cg.destroy()?;
+        if !self.st.new_pid_ns {
+            // No pid namespace of its own: what its init started outlives it, and only the
+            // cgroup knows those processes. runc kills every process of the cgroup here (it
+            // cannot tell whose they are), and so does husk.
+            kill_cgroup(&cg);
+            wait_empty(&cg, Duration::from_secs(10));
+        }
+        // The cgroup goes once empty; another container may still be using it.
+        cg.destroy_if_empty()?;
         let spec = self.spec().ok();
         let _ = std::fs::remove_dir_all(self.dir());
         if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {

@@ -15,14 +15,14 @@ pub enum Error {
     AlreadyExists(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
-    #[error("cannot {action} container {id:?}: it is {status}")]
-    IllegalState {
-        id: String,
-        action: &'static str,
-        status: String,
-    },
+    /// A verb the container's state does not allow (`lifecycle`'s table, runc's words).
+    #[error(transparent)]
+    IllegalState(#[from] crate::lifecycle::IllegalTransition),
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
+    /// A bad command-line argument (not the bundle's fault).
+    #[error("{0}")]
+    Usage(String),
     #[error("config.json: {field}: {message}")]
     Spec { field: String, message: String },
     #[error("{feature} is not supported by this kernel: {reason}")]

@@ -118,6 +118,24 @@ impl Root {
     /// A dangling symlink on the way (an image's `/var/run -> /run` with no /run) is followed
     /// and its target created inside the root, as runc does.
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> Result<OwnedFd> {
+        self.make(path, Leaf::Dir, mode)
+    }
+
+    /// Ensures `path` exists (a bind-mount target for a file) and returns an O_PATH handle: an
+    /// existing entry of any type is used as it is; a missing one is created as a regular file
+    /// with its missing parent directories. Symlinks on the way and at the end, dangling or
+    /// not, are followed inside the root, so a file bound onto an image's dangling
+    /// `/etc/localtime -> /usr/share/zoneinfo/X` lands on a new `/usr/share/zoneinfo/X`, as
+    /// with runc.
+    pub fn mkfile(&self, path: &Path, mode: u32) -> Result<OwnedFd> {
+        self.make(path, Leaf::File, mode)
+    }
+
+    /// Walks `path` one component at a time, each resolved with RESOLVE_IN_ROOT from the root
+    /// (so `..` and absolute links stop at it). A missing component is created (a directory,
+    /// or a file of `mode` for the last one of `Leaf::File`); one that exists but does not
+    /// resolve is a dangling symlink, whose target is walked instead.
+    fn make(&self, path: &Path, leaf: Leaf, mode: u32) -> Result<OwnedFd> {
         use std::collections::VecDeque;
         use std::ffi::OsString;
         let fail = |cur: &Path, what: &str, e: Errno| {
@@ -128,113 +146,89 @@ impl Root {
             .filter(|c| !matches!(c, Component::CurDir))
             .map(|c| c.as_os_str().to_owned())
             .collect();
-        let mut cur = PathBuf::new();
-        let mut fd = openat2(
-            self.fd.as_raw_fd(),
-            Path::new("."),
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            IN_ROOT,
-        )
-        .ctx(|| format!("open {}", self.path.display()))?;
-        let mut links = 0;
-        while let Some(name) = todo.pop_front() {
-            let next = cur.join(&name);
-            match openat2(
+        let root_dir = || {
+            openat2(
                 self.fd.as_raw_fd(),
-                &next,
+                Path::new("."),
                 libc::O_PATH | libc::O_DIRECTORY,
                 0,
                 IN_ROOT,
-            ) {
+            )
+            .ctx(|| format!("open {}", self.path.display()))
+        };
+        let mut cur = PathBuf::new();
+        let mut fd = root_dir()?;
+        // Symlinks followed and entries that changed under us, bounded like the kernel's 40.
+        let mut detours = 0;
+        while let Some(name) = todo.pop_front() {
+            let next = cur.join(&name);
+            let file = todo.is_empty() && leaf == Leaf::File;
+            let flags = if file {
+                libc::O_PATH
+            } else {
+                libc::O_PATH | libc::O_DIRECTORY
+            };
+            match openat2(self.fd.as_raw_fd(), &next, flags, 0, IN_ROOT) {
                 Ok(n) => {
                     cur = self.rel_of(&n);
                     fd = n;
+                    continue;
                 }
-                Err(Errno::ENOENT) => match nix::sys::stat::mkdirat(
-                    &fd,
-                    name.as_os_str(),
-                    Mode::from_bits_truncate(mode),
-                ) {
-                    Ok(()) => {
-                        fd = openat2(
-                            self.fd.as_raw_fd(),
-                            &next,
-                            libc::O_PATH | libc::O_DIRECTORY,
-                            0,
-                            IN_ROOT,
-                        )
-                        .ctx(|| format!("open {} in {}", next.display(), self.path.display()))?;
-                        cur = self.rel_of(&fd);
-                    }
-                    Err(Errno::EEXIST) => {
-                        // A dangling symlink: continue along its target.
-                        let target = match nix::fcntl::readlinkat(&fd, name.as_os_str()) {
-                            Ok(t) => PathBuf::from(t),
-                            Err(e) => return fail(&next, "mkdir", e),
-                        };
-                        links += 1;
-                        if links > 40 {
-                            return fail(&next, "resolve", Errno::ELOOP);
-                        }
-                        if target.is_absolute() {
-                            cur = PathBuf::new();
-                            fd = openat2(
-                                self.fd.as_raw_fd(),
-                                Path::new("."),
-                                libc::O_PATH | libc::O_DIRECTORY,
-                                0,
-                                IN_ROOT,
-                            )
-                            .ctx(|| format!("open {}", self.path.display()))?;
-                        }
-                        for c in target.components().rev() {
-                            match c {
-                                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-                                other => todo.push_front(other.as_os_str().to_owned()),
-                            }
-                        }
-                    }
-                    Err(e) => return fail(&next, "mkdir", e),
-                },
+                Err(Errno::ENOENT) => {}
                 Err(e) => return fail(&next, "resolve", e),
+            }
+            // Missing, or a symlink whose target is missing: create the entry without
+            // following anything at the last component.
+            let made = if file {
+                openat2(
+                    fd.as_raw_fd(),
+                    Path::new(&name),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
+                    mode,
+                    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+                )
+                .map(drop)
+            } else {
+                // Parent directories of a file get 0755, as runc's MkdirAll gives them.
+                let dir_mode = if leaf == Leaf::File { 0o755 } else { mode };
+                nix::sys::stat::mkdirat(&fd, name.as_os_str(), Mode::from_bits_truncate(dir_mode))
+            };
+            detours += match made {
+                Ok(()) => 0,
+                Err(Errno::EEXIST) => 1,
+                Err(e) => return fail(&next, "create", e),
+            };
+            if detours > 40 {
+                return fail(&next, "resolve", Errno::ELOOP);
+            }
+            match nix::fcntl::readlinkat(&fd, name.as_os_str()) {
+                // A dangling symlink: walk its target instead (from the root if absolute).
+                Ok(target) if made.is_err() => {
+                    let target = PathBuf::from(target);
+                    if target.is_absolute() {
+                        cur = PathBuf::new();
+                        fd = root_dir()?;
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                            other => todo.push_front(other.as_os_str().to_owned()),
+                        }
+                    }
+                }
+                // Made by us, or by someone else meanwhile: resolve it again.
+                _ => todo.push_front(name),
             }
         }
         Ok(fd)
     }
+}
 
-    /// Ensures `path` exists as a regular file (a bind-mount target for a file) and returns an
-    /// O_PATH handle; an existing entry of any type is used as it is.
-    pub fn mkfile(&self, path: &Path, mode: u32) -> Result<OwnedFd> {
-        match self.resolve(path) {
-            Ok(fd) => return Ok(fd),
-            Err(Errno::ENOENT) => {}
-            Err(e) => {
-                return Err(e)
-                    .ctx(|| format!("resolve {} in {}", path.display(), self.path.display()))
-            }
-        }
-        let rel = Self::rel(path);
-        let parent = rel.parent().unwrap_or(Path::new("."));
-        let name = rel.file_name().unwrap_or_default();
-        let dir = self.mkdir_all(parent, 0o755)?;
-        // O_EXCL|O_NOFOLLOW: never create through a symlink planted at the last component.
-        match openat2(
-            dir.as_raw_fd(),
-            Path::new(name),
-            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
-            mode,
-            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-        ) {
-            Ok(_) | Err(Errno::EEXIST) => {}
-            Err(e) => {
-                return Err(e)
-                    .ctx(|| format!("create {} in {}", path.display(), self.path.display()))
-            }
-        }
-        self.resolve(path)
-            .ctx(|| format!("resolve {} in {}", path.display(), self.path.display()))
-    }
+/// What the last component of a path to make is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Dir,
+    File,
 }
 
 /// Enters `cwd` (`process.cwd`), resolved inside this process's root — the container's,
@@ -314,6 +308,39 @@ mod tests {
             Root::real_path(&fd),
             root.canonicalize().unwrap().join("etc")
         );
+    }
+
+    #[test]
+    fn mkfile_follows_dangling_symlinks_inside_the_root() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = root_dir.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        symlink("/usr/share/zoneinfo/Some/Zone", root.join("etc/localtime")).unwrap();
+        symlink("../var/x/f", root.join("etc/rel")).unwrap();
+        symlink("/real", root.join("via")).unwrap();
+        symlink("../../../../../outside", root.join("up")).unwrap();
+        let r = Root::open(root).unwrap();
+        let real = root.canonicalize().unwrap();
+        for (path, lands) in [
+            ("/etc/localtime", "usr/share/zoneinfo/Some/Zone"),
+            ("/etc/rel", "var/x/f"),
+            ("/via/sub/file", "real/sub/file"),
+            ("/up", "outside"),
+        ] {
+            let fd = r.mkfile(Path::new(path), 0o644).unwrap();
+            assert_eq!(Root::real_path(&fd), real.join(lands), "{path}");
+            assert!(real.join(lands).is_file(), "{path}");
+        }
+        // Parent directories of a file are 0755 (less the umask), whatever the file's mode.
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(real.join("usr/share"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o700, 0o700, "{m:o}");
+        // An existing entry of any type is used as it is.
+        let fd = r.mkfile(Path::new("/usr/share"), 0o644).unwrap();
+        assert_eq!(Root::real_path(&fd), real.join("usr/share"));
     }
 
     #[test]

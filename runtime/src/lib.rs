@@ -8,11 +8,11 @@
 pub mod cgroups;
 pub mod channel;
 pub mod container;
-pub mod devices_bpf;
 pub mod error;
 pub mod features;
 pub mod hooks;
 pub mod inroot;
+pub mod lifecycle;
 pub mod mountopts;
 pub mod namespaces;
 pub mod process;
@@ -21,6 +21,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod selfexe;
+pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod tty;
@@ -28,6 +29,7 @@ pub mod tty;
 pub use container::{Container, CreateOptions, ExecOptions, Runtime, StdioFds};
 pub use error::{Error, Result};
 pub use process::run_helper_if_requested;
+pub use signal::Signal;
 pub use state::{OciState, Status};
 
 /// The OCI runtime spec version husk implements.

@@ -448,7 +448,7 @@ fn prepare_exec(p: &Process) -> Result<Prepared> {
     let first = args
         .first()
         .ok_or_else(|| Error::spec("process.args", "must not be empty"))?;
-    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    let mut env = dedup_env(p.env().as_deref().unwrap_or(&[]))?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(p.user().uid())));
     }
@@ -469,6 +469,39 @@ fn prepare_exec(p: &Process) -> Result<Prepared> {
             .map(|e| cstr(e, "process.env"))
             .collect::<Result<_>>()?,
     })
+}
+
+/// `process.env` as runc 1.1 hands it to execve: every entry `NAME=value` with a non-empty
+/// name, and a repeated name taking its last value in its first place (so getenv(3), which
+/// returns the first match, sees the last value, as a shell would).
+fn dedup_env(env: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for kv in env {
+        let name = match kv.split_once('=') {
+            Some(("", _)) => {
+                return Err(Error::spec(
+                    "process.env",
+                    format!("environment variable name can't be empty: {kv:?}"),
+                ))
+            }
+            Some((name, _)) => name,
+            None => {
+                return Err(Error::spec(
+                    "process.env",
+                    format!("invalid environment variable: {kv:?}"),
+                ))
+            }
+        };
+        match at.get(name) {
+            Some(&i) => out[i] = kv.clone(),
+            None => {
+                at.insert(name, out.len());
+                out.push(kv.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn home_of(uid: u32) -> String {
@@ -620,6 +653,17 @@ pub fn raw(fd: &impl AsRawFd) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_like_runc_last_value_in_first_place() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dedup_env(&v(&["PATH=/bin", "A=1", "B=2", "A=3", "E="])).unwrap(),
+            v(&["PATH=/bin", "A=3", "B=2", "E="])
+        );
+        assert!(dedup_env(&v(&["NOEQUALS"])).is_err());
+        assert!(dedup_env(&v(&["=x"])).is_err());
+    }
 
     #[test]
     fn lookup_follows_path_and_reports_missing() {

@@ -226,6 +226,12 @@ pub fn prepare(cx: &Context2) -> Result<()> {
         create_device(&root, d, cx.new_userns)
             .map_err(|e| Error::spec(format!("linux.devices[{i}]"), e.to_string()))?;
     }
+    // A process.cwd the image lacks is created, as runc does once the mounts are in place and
+    // before the root turns read-only: directories owned by root, 0755 less the umask.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        root.mkdir_all(cwd, 0o755)
+            .map_err(|e| Error::spec("process.cwd", e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -285,16 +291,28 @@ fn mount_one(root: &Root, cx: &Context2, m: &Mount) -> Result<()> {
             "" => return Err(Error::spec("type", "is required for a non-bind mount")),
             _ => {}
         }
+        // runc: a tmpfs over an existing directory takes that directory's mode (even over an
+        // explicit mode=), so it is mounted writable, chmod-ed, then made read-only if asked.
+        let covered_mode = if typ == "tmpfs" {
+            root.resolve(dest)
+                .ok()
+                .and_then(|fd| nix::sys::stat::fstat(&fd).ok())
+                .map(|st| st.st_mode & 0o7777)
+        } else {
+            None
+        };
         let t = root.mkdir_all(dest, 0o755)?;
         let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
-        let r = mount(
-            Some(&src),
-            &fd_path(&t),
-            Some(typ),
-            o.flags - MsFlags::MS_REMOUNT,
-            data,
-        );
+        let first_flags = if covered_mode.is_some() {
+            o.flags - MsFlags::MS_REMOUNT - MsFlags::MS_RDONLY
+        } else {
+            o.flags - MsFlags::MS_REMOUNT
+        };
+        let r = mount(Some(&src), &fd_path(&t), Some(typ), first_flags, data);
+        if let (Ok(()), Some(mode)) = (&r, covered_mode) {
+            chmod_tmpfs(root, dest, mode, o.flags)?;
+        }
         match (r, typ) {
             (Ok(()), _) => {}
             // sysfs cannot be mounted without owning the network namespace: bind the host's
@@ -336,6 +354,32 @@ fn mount_one(root: &Root, cx: &Context2, m: &Mount) -> Result<()> {
     if o.rec_attr.set != 0 || o.rec_attr.clear != 0 {
         mount_setattr(&target, o.rec_attr.set, o.rec_attr.clear, true)
             .ctx(|| format!("mount_setattr (rro/rnosuid/…) on {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Gives the tmpfs just mounted at `dest` the `mode` of the directory it covers, then applies
+/// a requested read-only flag (the mount was made writable for the chmod).
+fn chmod_tmpfs(root: &Root, dest: &Path, mode: libc::mode_t, flags: MsFlags) -> Result<()> {
+    let t = root
+        .resolve(dest)
+        .ctx(|| format!("resolve {}", dest.display()))?;
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &fd_path(&t),
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .ctx(|| format!("chmod tmpfs {} to {mode:o}", dest.display()))?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        mnt(
+            None,
+            &fd_path(&t),
+            None,
+            (flags - MsFlags::MS_BIND) | MsFlags::MS_REMOUNT,
+            None,
+            || format!("remount tmpfs {} read-only", dest.display()),
+        )?;
     }
     Ok(())
 }

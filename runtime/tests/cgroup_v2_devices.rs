@@ -23,9 +23,9 @@ fn device_rules_are_enforced_by_the_bpf_program() {
     std::fs::create_dir(&dir).unwrap();
     // containerd's shape: deny all, then allow /dev/zero; /dev/null is not allowed.
     let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"rwm"}]"#).unwrap();
-    husk_runtime::devices_bpf::apply(&dir, &rules).unwrap();
+    husk_runtime::cgroups::devices::bpf::apply(&dir, &rules).unwrap();
     // Applying again replaces the program instead of stacking a second one.
-    husk_runtime::devices_bpf::apply(&dir, &rules).unwrap();
+    husk_runtime::cgroups::devices::bpf::apply(&dir, &rules).unwrap();
     let probe = format!(
         "echo $$ > {}/cgroup.procs; [ \"$(head -c1 /dev/zero | wc -c)\" = 1 ] && echo zero-ok || echo zero-denied; cat /dev/null && echo null-ok || echo null-denied",
         dir.display()

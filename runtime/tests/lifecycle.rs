@@ -635,13 +635,6 @@ fn bad_input_gets_one_clear_message() {
             "bogus",
         ),
         (
-            "systemd cgroup",
-            Box::new(|b: &mut Bundle| {
-                b.config["linux"]["cgroupsPath"] = json!("system.slice:husk:x")
-            }),
-            "systemd cgroup driver not supported yet",
-        ),
-        (
             "bad sysctl",
             Box::new(|b: &mut Bundle| b.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"})),
             "vm.swappiness",

@@ -757,7 +757,8 @@ impl Task for Service {
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TResult<api::Empty> {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, signal = req.signal, all = req.all, "kill");
         let ctr = self.get(&req.id)?;
-        let sig = Signal::try_from(req.signal as i32).map_err(|_| {
+        // Any number 1..=64: real-time signals have no nix `Signal`.
+        let sig = husk_runtime::Signal::new(req.signal as i32).map_err(|_| {
             status(
                 Code::INVALID_ARGUMENT,
                 format!("unknown signal {}", req.signal),
@@ -772,7 +773,7 @@ impl Task for Service {
             // A created init counts as running for kill (containerd kills before delete).
             c.container.kill(sig, req.all).map_err(from_runtime)?;
         } else if pid > 0 {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+            sig.send(pid as i32)
                 .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?;
         }
         Ok(api::Empty::new())

@@ -2,11 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use husk_runtime::{CreateOptions, Error, ExecOptions, Runtime};
-use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +25,9 @@ struct Cli {
     /// Enable debug logging.
     #[arg(long, global = true)]
     debug: bool,
-    /// Use the systemd cgroup driver (not supported yet; refused with a clear error).
+    /// Use the systemd cgroup driver: cgroupsPath is `slice:prefix:name` (not supported yet;
+    /// refused with a clear error). Without it a path of that form is a literal cgroupfs
+    /// directory, as with runc.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility ("auto", "true", "false").
@@ -122,8 +122,12 @@ enum Cmd {
         preserve_fds: i32,
         #[arg(short, long)]
         cap: Vec<String>,
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
+        /// Set no_new_privs (`--no-new-privs=false` clears the spec's).
+        #[arg(long = "no-new-privs", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        no_new_privs: Option<bool>,
+        /// Exec into a paused container too (the process starts frozen).
+        #[arg(long = "ignore-paused")]
+        ignore_paused: bool,
         #[arg(long)]
         apparmor: Option<String>,
     },
@@ -180,19 +184,58 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// The command's name when it needs root (all but `spec` and `features`, which touch no
+    /// container: husk has no rootless mode).
+    fn needs_root(&self) -> Option<&'static str> {
+        Some(match self {
+            Cmd::Spec { .. } | Cmd::Features => return None,
+            Cmd::Create(_) => "create",
+            Cmd::Start { .. } => "start",
+            Cmd::Run { .. } => "run",
+            Cmd::State { .. } => "state",
+            Cmd::Kill { .. } => "kill",
+            Cmd::Delete { .. } => "delete",
+            Cmd::Exec { .. } => "exec",
+            Cmd::Ps { .. } => "ps",
+            Cmd::List { .. } => "list",
+            Cmd::Pause { .. } => "pause",
+            Cmd::Resume { .. } => "resume",
+            Cmd::Update { .. } => "update",
+        })
+    }
+}
+
 fn main() {
     husk_runtime::run_helper_if_requested();
     let cli = Cli::parse();
     init_logging(&cli);
+    if let Some(verb) = cli.cmd.needs_root() {
+        if !nix::unistd::geteuid().is_root() {
+            // Said plainly, before any path under --root turns it into "Permission denied".
+            eprintln!(
+                "husk: {verb} needs root: rootless containers are not supported; \
+                 run it as root (for example with sudo)"
+            );
+            std::process::exit(1);
+        }
+    }
     let log_to_file = cli.log.is_some();
+    // runc: a failed exec exits 255 with "exec failed: …" (the process's own status is its own).
+    let exec = matches!(cli.cmd, Cmd::Exec { .. });
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            let (msg, code) = if exec {
+                (format!("exec failed: {e}"), 255)
+            } else {
+                (e.to_string(), 1)
+            };
             if log_to_file {
-                tracing::error!("{e}");
+                tracing::error!("{msg}");
             }
-            eprintln!("husk: {e}");
-            std::process::exit(1);
+            eprintln!("husk: {msg}");
+            std::process::exit(code);
         }
     }
 }
@@ -210,18 +253,90 @@ fn init_logging(cli: &Cli) {
             .ok()
     });
     match (file, cli.log_format.as_str()) {
-        (Some(f), "json") => builder.json().with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), "json") => builder
+            .event_format(RuncJson)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
         (Some(f), _) => builder
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(f))
             .init(),
         // Errors already go to stderr as one line; logs there only when asked for.
-        (None, "json") => builder.json().with_writer(std::io::stderr).init(),
+        (None, "json") => builder
+            .event_format(RuncJson)
+            .with_writer(std::io::stderr)
+            .init(),
         (None, _) => builder.with_writer(std::io::stderr).init(),
     }
 }
 
-fn create_opts(a: &CreateArgs) -> Result<CreateOptions, Error> {
+/// runc's `--log-format json` lines (logrus' JSON formatter): `{"level":"error","msg":"…",
+/// "time":"<RFC 3339>"}` plus one key per event field. containerd's runc shim takes the last
+/// `"level":"error"` line of this log as the runtime's error message (`getLastRuntimeError` in
+/// containerd's pkg/process), so with husk as its `BinaryName` users see husk's reason.
+struct RuncJson;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for RuncJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = serde_json::Map::new();
+        event.record(&mut JsonFields(&mut fields));
+        let msg = fields
+            .remove("message")
+            .unwrap_or_else(|| serde_json::Value::String(String::new()));
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        let mut line = serde_json::Map::new();
+        line.insert("level".into(), level.into());
+        line.insert("msg".into(), msg);
+        line.insert(
+            "time".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .into(),
+        );
+        for (k, v) in fields {
+            line.entry(k).or_insert(v);
+        }
+        writeln!(w, "{}", serde_json::Value::Object(line))
+    }
+}
+
+/// An event's fields as JSON values.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().into(), v.into());
+    }
+}
+
+fn create_opts(a: &CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions, Error> {
     let bundle = a.bundle.canonicalize().map_err(|e| Error::Config {
         path: a.bundle.clone(),
         message: format!("bundle: {e}"),
@@ -233,20 +348,20 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOptions, Error> {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         stdio: Default::default(),
+        // runc's semantics: the driver is what the flag says, whatever the path looks like.
+        cgroup_driver: Some(if systemd_cgroup {
+            husk_runtime::cgroups::Driver::Systemd
+        } else {
+            husk_runtime::cgroups::Driver::Cgroupfs
+        }),
     })
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
-    if cli.systemd_cgroup {
-        return Err(Error::Unsupported {
-            feature: "--systemd-cgroup".into(),
-            reason: "systemd cgroup driver not supported yet; use the cgroupfs driver".into(),
-        });
-    }
     let rt = Runtime::new(&cli.root);
     match cli.cmd {
         Cmd::Create(a) => {
-            rt.create(&a.id, create_opts(&a)?)?;
+            rt.create(&a.id, create_opts(&a, cli.systemd_cgroup)?)?;
             Ok(0)
         }
         Cmd::Start { id } => rt.load(&id)?.start().map(|_| 0),
@@ -255,7 +370,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             detach,
             keep,
         } => {
-            let mut opts = create_opts(&create)?;
+            let mut opts = create_opts(&create, cli.systemd_cgroup)?;
             let terminal = husk_runtime::spec::load_bundle(&opts.bundle)?
                 .process()
                 .as_ref()
@@ -332,6 +447,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
             cap,
             no_new_privs,
             apparmor,
+            ignore_paused,
         } => {
             let c = rt.load(&id)?;
             let mut p = match &process {
@@ -350,39 +466,38 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     p
                 }
             };
+            // runc's getProcess: flags change the bundle's process; --process ignores them.
             if process.is_none() {
+                // Appended: a repeated name is resolved when the process starts (the last
+                // value wins, in the first one's place), as for the init's own env.
                 let mut e = p.env().clone().unwrap_or_default();
-                for kv in env {
-                    let key = kv.split('=').next().unwrap_or("").to_string();
-                    e.retain(|x| x.split('=').next() != Some(key.as_str()));
-                    e.push(kv);
-                }
+                e.extend(env);
                 p.set_env(Some(e));
                 if let Some(cwd) = cwd {
                     p.set_cwd(cwd);
                 }
+                let mut usr = p.user().clone();
                 if let Some(u) = user {
-                    let (uid, gid) = u.split_once(':').unwrap_or((&u, "0"));
-                    let mut usr = p.user().clone();
-                    usr.set_uid(
-                        uid.parse().map_err(|_| {
-                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
-                        })?,
-                    );
-                    usr.set_gid(
-                        gid.parse().map_err(|_| {
-                            Error::spec("--user", format!("{u:?} is not uid[:gid]"))
-                        })?,
-                    );
-                    p.set_user(usr);
+                    // uid[:gid]; a uid alone keeps the spec's gid.
+                    let bad = || Error::Usage(format!("--user {u:?}: not uid[:gid]"));
+                    let (uid, gid) = match u.split_once(':') {
+                        Some((uid, gid)) => (uid, Some(gid)),
+                        None => (u.as_str(), None),
+                    };
+                    usr.set_uid(uid.parse().map_err(|_| bad())?);
+                    if let Some(gid) = gid {
+                        usr.set_gid(gid.parse().map_err(|_| bad())?);
+                    }
                 }
+                // Added to the spec's supplementary groups, not instead of them.
                 if !additional_gids.is_empty() {
-                    let mut usr = p.user().clone();
-                    usr.set_additional_gids(Some(additional_gids));
-                    p.set_user(usr);
+                    let mut gids = usr.additional_gids().clone().unwrap_or_default();
+                    gids.extend(additional_gids);
+                    usr.set_additional_gids(Some(gids));
                 }
-                if no_new_privs {
-                    p.set_no_new_privileges(Some(true));
+                p.set_user(usr);
+                if let Some(v) = no_new_privs {
+                    p.set_no_new_privileges(Some(v));
                 }
                 if let Some(a) = apparmor {
                     p.set_apparmor_profile(Some(a));
@@ -412,6 +527,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     pid_file,
                     preserve_fds,
                     stdio: Default::default(),
+                    ignore_paused,
                 },
             )?;
             if detach {
@@ -633,39 +749,45 @@ fn parse_bytes(s: &str, flag: &str) -> Result<i64, Error> {
         .map_err(|_| Error::spec(flag, format!("bad size {s:?}")))
 }
 
-fn parse_signal(s: &str) -> Result<Signal, Error> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    Signal::from_str(&name).map_err(|_| Error::spec("signal", format!("unknown signal {s:?}")))
+/// runc's signal argument: a number or a name; real-time signals included (see
+/// `husk_runtime::signal`).
+fn parse_signal(s: &str) -> Result<husk_runtime::Signal, Error> {
+    s.parse()
+        .map_err(|e: husk_runtime::signal::UnknownSignal| Error::Usage(e.to_string()))
 }
 
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+/// The signals `run` and `exec` in the foreground take in and pass on to the container's
+/// process, as runc does: every signal it can catch, real-time ones included, but SIGCHLD
+/// (it waits for its child), SIGWINCH (it resizes the terminal), SIGURG (runc drops it) and
+/// the faults a program raises in itself. A raw sigset: nix's `SigSet` has no real-time
+/// signals.
+struct Forwarding(libc::sigset_t);
 
-fn block_forwarded_signals() -> nix::sys::signal::SigSet {
-    let mut set = nix::sys::signal::SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(*s);
+fn block_forwarded_signals() -> Forwarding {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::sigemptyset(&mut set) };
+    for n in 1..=husk_runtime::signal::SIGRTMAX {
+        let own = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGPIPE,
+            libc::SIGURG,
+        ];
+        if !own.contains(&n) {
+            // glibc refuses its reserved 32 and 33: nobody can send those to us anyway.
+            unsafe { libc::sigaddset(&mut set, n) };
+        }
     }
-    let _ = set.thread_block();
-    set
+    // SAFETY: a valid set; the old mask is not needed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    Forwarding(set)
 }
 
 /// runc's foreground terminal: with `process.terminal` and no --console-socket, husk takes the
@@ -770,7 +892,7 @@ fn copy_winsize(master: &impl std::os::fd::AsRawFd) {
 
 /// Waits for our child `pid`, forwarding signals to it; returns its exit code (128+signal for
 /// a signal death, as a shell reports it). With a terminal, window size changes go to the pty.
-fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet, tty: Option<&Attached>) -> i32 {
+fn wait_forwarding(pid: i32, set: Forwarding, tty: Option<&Attached>) -> i32 {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let target = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -781,13 +903,17 @@ fn wait_forwarding(pid: i32, set: nix::sys::signal::SigSet, tty: Option<&Attache
             Err(nix::errno::Errno::ECHILD) => return 255,
             Err(_) => {}
         }
-        if let Ok(sig) = set.wait() {
-            match (sig, tty) {
-                (Signal::SIGCHLD, _) => {}
-                (Signal::SIGWINCH, Some(t)) => copy_winsize(&t.master),
-                _ => {
-                    let _ = nix::sys::signal::kill(target, sig);
-                }
+        let mut sig = 0;
+        // SAFETY: a valid, blocked set and an out parameter.
+        if unsafe { libc::sigwait(&set.0, &mut sig) } != 0 {
+            continue;
+        }
+        match (sig, tty) {
+            (libc::SIGCHLD, _) => {}
+            (libc::SIGWINCH, Some(t)) => copy_winsize(&t.master),
+            (libc::SIGWINCH, None) => {}
+            _ => {
+                let _ = husk_runtime::Signal::new(sig).map(|s| s.send(pid));
             }
         }
     }

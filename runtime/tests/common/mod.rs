@@ -15,8 +15,13 @@ pub fn require_root() {
     );
 }
 
+/// The husk under test: this build's, or `HUSK_TEST_BIN` (e.g. an older build, to check that a
+/// new test fails on it).
 pub fn husk_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_husk")
+    static B: OnceLock<String> = OnceLock::new();
+    B.get_or_init(|| {
+        std::env::var("HUSK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_husk").into())
+    })
 }
 
 pub fn unique_id(prefix: &str) -> String {
@@ -124,6 +129,26 @@ pub fn runc() -> Husk {
         .expect("runc is not installed (the README's test command installs it)");
     require_root();
     Husk::with_bin(bin)
+}
+
+/// A static program from tests/fixtures/<name>.c, compiled once per test process.
+pub fn fixture_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let out = tmp_base().join(format!("{name}-{}", std::process::id()));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.c"));
+    let st = Command::new("cc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc) is needed to build the test fixtures");
+    assert!(st.success(), "building {} failed", src.display());
+    built.push((name.to_string(), out.clone()));
+    out
 }
 
 pub struct Bundle {
@@ -350,4 +375,52 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Debian's runc (the reference runtime) with its own state root, driven like husk.
+pub fn runc_cli() -> Husk {
+    require_root();
+    let bin = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("runc is not installed (the README's test command installs it)");
+    Husk::with_bin(bin)
+}
+
+/// The lines a detached container writes to its stdout file, read as they come.
+pub struct OutputLines {
+    path: PathBuf,
+    seen: usize,
+}
+
+impl OutputLines {
+    pub fn of(b: &Bundle) -> OutputLines {
+        OutputLines {
+            path: b.path().join("stdout"),
+            seen: 0,
+        }
+    }
+
+    /// The next line, waiting up to 10 s for it.
+    pub fn next(&mut self) -> String {
+        let t = std::time::Instant::now();
+        loop {
+            let all = std::fs::read_to_string(&self.path).unwrap_or_default();
+            let complete: Vec<&str> = all
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .collect();
+            if let Some(l) = complete.get(self.seen) {
+                self.seen += 1;
+                return l.trim_end().to_string();
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "no line {} in {} after 10 s: {all:?}",
+                self.seen + 1,
+                self.path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }
