@@ -6,7 +6,7 @@
 //! name inside the container's cgroup directory.
 #![no_main]
 
-use husk_runtime::{cgroups, devices_bpf};
+use husk_runtime::cgroups::{self, devices::bpf as devices_bpf};
 use libfuzzer_sys::fuzz_target;
 use oci_spec::runtime::{LinuxResources, Process};
 
