@@ -6,6 +6,8 @@
 //! refuses all of them, this older one is vulnerable to some — that is printed, never a husk
 //! failure.
 //!
+//! - CVE-2019-5736 (GHSA-gxmr-w5mj-v8hh): the host's runtime binary rewritten through
+//!   `/proc/<pid>/exe` of the runtime process inside the container.
 //! - CVE-2024-21626 (GHSA-xr7r-f8xq-vfvv): a working directory reached through a leaked fd
 //!   (`/proc/self/fd/N`), in the spec, in `exec --cwd`, or as a symlink a container planted.
 //! - CVE-2025-31133 (GHSA-9493-h29p-rfm2): maskedPaths bound from a "/dev/null" that is not
@@ -273,7 +275,7 @@ fn host_secret() -> tempfile::TempDir {
 /// A busybox bundle that also holds the `fds` probe at /fds.
 fn probe_bundle(args: &[&str]) -> Bundle {
     let b = Bundle::busybox(args);
-    std::fs::copy(fds_binary(), b.rootfs().join("fds")).unwrap();
+    std::fs::copy(fixture_binary("fds"), b.rootfs().join("fds")).unwrap();
     b
 }
 
@@ -350,8 +352,7 @@ fn cve_2024_21626_no_fd_of_the_runtime_reaches_the_container() {
         "run --preserve-fds 1: {}",
         text(&out.stdout)
     );
-    // exec into a running container, from a leaking caller, with and without a terminal's
-    // console socket out of the picture
+    // exec into a running container, from a leaking caller
     let b = probe_bundle(&["sleep", "60"]);
     h.run_detached(&b);
     let out = exec(&h, &b.id, &[], &["/fds"], leak);
@@ -360,6 +361,47 @@ fn cve_2024_21626_no_fd_of_the_runtime_reaches_the_container() {
         fds_of(&text(&out.stdout)),
         BTreeSet::from([0, 1, 2]),
         "exec: {}",
+        text(&out.stdout)
+    );
+    // The same once the container's /proc no longer is procfs (a tmpfs mounted over it, by a
+    // startContainer hook for run and from inside the container for exec: what a privileged
+    // container can do to itself). Closing fds must not depend on listing the container's
+    // /proc/self/fd, which then lists nothing (husk did so before: fds 5-9 reached the
+    // container, on run and on exec).
+    let mut b = probe_bundle(&["/fds"]);
+    b.config["hooks"] = json!({"startContainer": [
+        {"path": "/bin/mount", "args": ["mount", "-t", "tmpfs", "tmpfs", "/proc"]}]});
+    let out = run_fg(&h, &b, leak, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        fds_of(&text(&out.stdout)),
+        BTreeSet::from([0, 1, 2]),
+        "run, /proc a tmpfs: {}",
+        text(&out.stdout)
+    );
+    let b = probe_bundle(&["sleep", "60"]);
+    h.run_detached(&b);
+    let pid = h.state(&b.id)["pid"].as_i64().unwrap();
+    let st = Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "mount",
+            "-t",
+            "tmpfs",
+            "tmpfs",
+            "/proc",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = exec(&h, &b.id, &[], &["/fds"], leak);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        fds_of(&text(&out.stdout)),
+        BTreeSet::from([0, 1, 2]),
+        "exec, /proc a tmpfs: {}",
         text(&out.stdout)
     );
 }
@@ -607,4 +649,51 @@ fn cve_2025_52565_the_console_is_bound_only_onto_dev_console() {
         out.trim().replace('\n', " | "),
         err.trim()
     );
+}
+
+#[test]
+fn cve_2019_5736_the_host_binary_is_unreachable_from_the_container() {
+    // GHSA-gxmr-w5mj-v8hh: the container overwrote the runtime binary through
+    // /proc/<pid>/exe of the runtime's process that joined it.
+    let h = Husk::new();
+    let b = Bundle::sh("exec sleep 60");
+    h.create(&b);
+    let pid = h.state(&b.id)["pid"].as_i64().unwrap();
+    // While the init waits for start it is husk code. The attack: hold its exe, wait until
+    // nothing executes it any more, then reopen it for writing. It must not be the binary on
+    // disk, and the reopen must fail (read-only mount: EROFS; memfd fallback: seals, EPERM).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_ne!(exe, std::path::Path::new(husk_bin()), "{}", exe.display());
+    let held = nix::fcntl::open(
+        format!("/proc/{pid}/exe").as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let before = std::fs::read(husk_bin()).unwrap();
+    h.ok(&["delete", "--force", &b.id]);
+    let held_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    // Other tests may be executing husk right now (ETXTBSY then); the protection itself is the
+    // read-only mount under the handle, or the memfd's write seal.
+    let ro_mount = nix::sys::statvfs::statvfs(held_path.as_str())
+        .unwrap()
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    let sealed = exe.to_string_lossy().starts_with("/memfd:husk");
+    assert!(ro_mount || sealed, "{}", exe.display());
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&held_path)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::EROFS) | Some(libc::EPERM) | Some(libc::ETXTBSY)
+        ),
+        "{err}"
+    );
+    assert!(std::fs::read(husk_bin()).unwrap() == before);
+    // The on-disk binary's mode and content are unchanged (and it is not open for writing).
+    let meta = std::fs::metadata(husk_bin()).unwrap();
+    assert!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0);
 }

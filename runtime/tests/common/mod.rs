@@ -92,33 +92,10 @@ pub fn busybox_tree() -> &'static Path {
     })
 }
 
-/// A static binary compiled from tests/fixtures/`source` (runs in any rootfs).
-fn compile_fixture(source: &str) -> PathBuf {
-    let stem = source.trim_end_matches(".c");
-    let out = tmp_base().join(format!("{stem}-{}", std::process::id()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(source);
-    let st = Command::new("cc")
-        .args(["-static", "-Os", "-s", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc) is needed to build the static test binaries");
-    assert!(st.success(), "building {source} failed");
-    out
-}
-
 /// The scratch image's only file: a static hello binary, compiled once.
 pub fn hello_binary() -> &'static Path {
     static H: OnceLock<PathBuf> = OnceLock::new();
-    H.get_or_init(|| compile_fixture("hello.c"))
-}
-
-/// A static binary listing the fds and working directory it starts with (fixtures/fds.c).
-pub fn fds_binary() -> &'static Path {
-    static F: OnceLock<PathBuf> = OnceLock::new();
-    F.get_or_init(|| compile_fixture("fds.c"))
+    H.get_or_init(|| fixture_binary("hello"))
 }
 
 /// runc, as the reference runtime: Debian's package (the README's test command installs it).
