@@ -42,15 +42,6 @@ ensure_rust() {
     fi
 }
 
-# cargo-fuzz (scripts/fuzz.sh), from crates.io, once.
-CARGO_FUZZ_VERSION=0.13.2
-ensure_cargo_fuzz() {
-    if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-        echo "==> installing cargo-fuzz $CARGO_FUZZ_VERSION"
-        cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
-    fi
-}
-
 build_release() {
     echo "==> building husk (release)"
     (cd "$HUSK_SRC" && cargo build --release --locked --quiet)

@@ -38,7 +38,7 @@ if [ "$guest_only" = 0 ]; then
     cargo build --locked --workspace --quiet
     stage "cargo test (unit, root integration, e2e through containerd)"
     cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
-    stage "fuzzing: every target of fuzz/ for ${FUZZ_SECONDS:-25} s from the checked-in corpus (fails on a crash)"
+    stage "fuzzing: every target of fuzz/ for ${FUZZ_SECONDS:-20} s from the checked-in corpus (fails on a crash)"
     "$HUSK_SRC/scripts/fuzz.sh" 2>&1 | tee -a "$log"
     stage "the shim and CRI suites again, on containerd 2.x"
     ctd2=$(containerd2)
