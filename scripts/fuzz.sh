@@ -11,6 +11,7 @@
 # and libseccomp, the C it calls, is not instrumented either way. Build output stays in
 # fuzz/target.
 source "$(dirname "$0")/lib.sh"
+ensure_packages
 ensure_rust
 cd "$HUSK_SRC"
 seconds=${FUZZ_SECONDS:-20}

@@ -29,6 +29,7 @@ stage() {
 if [ "$guest_only" = 0 ]; then
     stage "cargo fmt --check"
     cargo fmt --all --check
+    cargo fmt --manifest-path fuzz/Cargo.toml --all --check
     stage "cargo clippy -D warnings"
     cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
     stage "release and static builds"

@@ -20,5 +20,6 @@ fuzz_target!(|data: &[u8]| {
     let fd = unsafe { libc::memfd_create(c"bpf".as_ptr(), libc::MFD_CLOEXEC) };
     assert!(fd >= 0, "memfd_create");
     let f = unsafe { std::fs::File::from_raw_fd(fd) };
-    ctx.export_bpf(&f).expect("a compiled filter exports as BPF");
+    ctx.export_bpf(&f)
+        .expect("a compiled filter exports as BPF");
 });
