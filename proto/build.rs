@@ -3,6 +3,8 @@ fn main() {
     let files = [
         "containerd/bootstrap.proto",
         "containerd/runtime_info.proto",
+        "containerd/runc_options.proto",
+        "containerd/runtime_options.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

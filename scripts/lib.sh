@@ -12,7 +12,34 @@ need_root() {
 }
 
 # Debian packages husk builds and tests with. Installed only when missing.
-PKGS=(build-essential pkg-config libseccomp-dev protobuf-compiler busybox-static file containerd runc containernetworking-plugins iptables iproute2 crun python3-venv)
+PKGS=(build-essential pkg-config libseccomp-dev protobuf-compiler busybox-static file containerd runc containernetworking-plugins iptables iproute2 crun python3-venv btrfs-progs xfsprogs)
+
+# How long apt may wait for another package manager (unattended-upgrades on a fresh machine)
+# to release its locks, in seconds.
+APT_LOCK_WAIT=${APT_LOCK_WAIT:-900}
+
+# apt-get "$@", waiting for another package manager instead of failing at once. apt's own
+# `-o DPkg::Lock::Timeout=N` waits silently, and only for dpkg's lock (apt-get update does not
+# honour it for the package lists' lock, apt 2.6): one loop covers both locks and says what it
+# waits for. Output only on failure.
+apt_get() {
+    local waited=0 out
+    while :; do
+        if out=$(DEBIAN_FRONTEND=noninteractive apt-get "$@" 2>&1); then
+            return 0
+        fi
+        if grep -q "Could not get lock" <<<"$out" && [ "$waited" -lt "$APT_LOCK_WAIT" ]; then
+            if [ "$waited" = 0 ]; then
+                echo "==> waiting for another package manager to finish ($(grep -o 'held by process [0-9]* ([^)]*)' <<<"$out" | head -1 || true)); up to ${APT_LOCK_WAIT}s" >&2
+            fi
+            sleep 5
+            waited=$((waited + 5))
+            continue
+        fi
+        echo "$out" >&2
+        return 1
+    done
+}
 
 ensure_packages() {
     local missing=()
@@ -21,8 +48,8 @@ ensure_packages() {
     done
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        apt_get update -qq
+        apt_get install -y -qq "${missing[@]}"
     fi
 }
 
@@ -32,7 +59,7 @@ ensure_rust() {
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         echo "==> installing Debian's Rust toolchain"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
+        apt_get update -qq && apt_get install -y -qq cargo rustc
     fi
     local v
     v=$(rustc --version | awk '{print $2}')
@@ -42,9 +69,17 @@ ensure_rust() {
     fi
 }
 
+# The first build compiles ~300 crates (about 15 minutes on 2 cores): cargo shows its progress
+# then; later builds are incremental and quiet.
 build_release() {
-    echo "==> building husk (release)"
-    (cd "$HUSK_SRC" && cargo build --release --locked --quiet)
+    local quiet=--quiet
+    if [ ! -x "$HUSK_SRC/target/release/containerd-shim-husk-v2" ]; then
+        echo "==> building husk (release, first build: about 15 minutes on 2 cores; cargo shows its progress)"
+        quiet=
+    else
+        echo "==> building husk (release)"
+    fi
+    (cd "$HUSK_SRC" && cargo build --release --locked $quiet)
 }
 
 # containerd 2.x: Debian's newest suite (sid) ships it; its .deb is unpacked (not installed)

@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Runs every husk test: formatting and lints, unit tests, the root integration tests of the
-# runtime core (real namespaces, cgroups, mounts), the e2e suites through containerd on this
-# host, then the guest stage: the same shim and CRI suites inside a systemd + cgroup v2 node
-# (a QEMU guest, e2e/src/node). Installs what it needs first.
+# Runs every husk test, after installing what it needs:
+#   1. cargo fmt --check and clippy -D warnings, over the workspace;
+#   2. release and static builds (the demo, the benchmark, the installer image use them);
+#   3. cargo test --workspace on this host and Debian's containerd 1.6:
+#      - unit tests of every crate;
+#      - root integration tests of the runtime core (runtime/tests: lifecycle, runc_parity,
+#        cgroup_v2_devices) and of the shim binary (shim/tests) and the installer (charts/installer/tests);
+#      - e2e through a private containerd (e2e/tests): ctr_shim, ctr_runc_parity, shim_api,
+#        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, installer,
+#        readme (every command block of README.md), scripts (lib.sh waits for apt's locks);
+#   4. the shim, Task API and CRI e2e suites again on containerd 2.x (Debian sid's, unpacked);
+#   5. the Helm chart, rendered and linted by Helm's own engine (charts/tests, pytest);
+#   6. the benchmark in quick mode (it reports; it never fails on speed);
+#   7. the guest stage: the shim and CRI suites inside a systemd + cgroup v2 node (a QEMU guest,
+#      e2e/src/node), on husk and runc, both cgroup drivers, containerd 1.x and 2.x.
 #   --full    the guest stage runs its full matrix (every containerd line x both cgroup drivers)
 #   --guest   only the guest stage (builds what it needs); for working on the node guest
 source "$(dirname "$0")/lib.sh"
@@ -38,14 +49,20 @@ if [ "$guest_only" = 0 ]; then
     stage "cargo build (debug binaries the e2e tests drive)"
     cargo build --locked --workspace --quiet
     stage "cargo test (unit, root integration, e2e through containerd)"
+    # What only containerd 2.x does (user-namespaced pods, CRI runtime handler features:
+    # tests/cri_userns.rs) is tested on it whatever HUSK_CONTAINERD selects.
+    ctd2=$(containerd2)
+    export HUSK_CONTAINERD2="$ctd2"
     cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
     stage "fuzzing: every target of fuzz/ for ${FUZZ_SECONDS:-20} s from the checked-in corpus (fails on a crash)"
     "$HUSK_SRC/scripts/fuzz.sh" 2>&1 | tee -a "$log"
     stage "the shim and CRI suites again, on containerd 2.x"
-    ctd2=$(containerd2)
     "$ctd2" --version
-    HUSK_CONTAINERD="$ctd2" cargo test --locked -p husk-e2e --test ctr_shim --test ctr_runc_parity \
-        --test cri --test cri_security --test cri_namespaces --test cri_storage --test cri_streaming \
+    # --workspace, as above: with -p husk-e2e cargo resolves features for fewer packages and would
+    # rebuild ~50 crates.
+    HUSK_CONTAINERD="$ctd2" cargo test --locked --workspace --test ctr_shim --test ctr_runc_parity \
+        --test shim_api --test shim_options --test cri --test cri_security --test cri_namespaces \
+        --test cri_storage --test cri_streaming \
         -- --test-threads 4 2>&1 | tee -a "$log"
     stage "Helm chart, rendered by Helm's own engine (helm-python-sdk)"
     venv=/var/cache/husk/venv
@@ -60,6 +77,8 @@ fi
 stage "guest stage: the shim and CRI suites in a systemd + cgroup v2 node guest (QEMU)"
 ensure_guest_tools
 "$HUSK_SRC/target/debug/husk-node" matrix "${full[@]}" 2>&1 | tee -a "$log"
+stage "guest stage: cgroup v2, AppArmor and the systemd driver through the husk CLI (runtime/tests/{cgroup_v2,apparmor,systemd}.rs)"
+"$HUSK_SRC/scripts/v2-guest.sh" 2>&1 | tee -a "$log"
 stage "done"
 # One closing line over every test binary, host and guest (the guest stage counts through its
 # own "node guest: N passed, M failed" line, which leaves out husk's listed expected failures).

@@ -65,6 +65,10 @@ def test_defaults_render_a_daemonset_and_a_runtimeclass():
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rel-husk-node-labeller"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-husk", "namespace": "husk-system"}]
     assert "--restart" in init["command"]
+    cmd = init["command"]
+    assert cmd[cmd.index("--registration") + 1] == "auto"
+    # runtime_path is the host's path of the shim, not the pod's /host mount of it.
+    assert cmd[cmd.index("--runtime-path") + 1] == "/usr/local/bin/containerd-shim-husk-v2"
     rc = objs[("RuntimeClass", "husk")]
     assert rc["apiVersion"] == "node.k8s.io/v1" and rc["handler"] == "husk"
     assert rc["scheduling"]["nodeSelector"] == {"husk.dev/runtime-ready": "true"}
@@ -84,7 +88,10 @@ def test_custom_values():
     ds = objs[("DaemonSet", "rel-husk")]["spec"]["template"]["spec"]
     init = ds["initContainers"][0]
     assert init["image"] == "registry.local/husk:dev"
-    assert init["command"][-2:] == ["--config-version", "3"]
+    cmd = init["command"]
+    assert cmd[cmd.index("--config-version") + 1] == "3"
+    assert cmd[cmd.index("--runtime-path") + 1] == "/opt/bin/containerd-shim-husk-v2"
+    assert "--restart" not in cmd
     assert "--bin-dir" in init["args"] and "/host/opt/bin" in init["args"]
     assert ds["containers"][0]["command"] == ["/husk-node-installer", "hold"]
     assert ds["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -95,6 +102,13 @@ def test_custom_values():
     assert "--label-node" in init["args"]
     assert rc["overhead"] == {"podFixed": {"memory": "8Mi", "cpu": "10m"}}
     assert "scheduling" not in rc
+
+
+def test_registration_can_be_chosen():
+    for reg in ("runc-type", "native"):
+        objs, _ = render({"containerd": {"registration": reg}})
+        cmd = objs[("DaemonSet", "rel-husk")]["spec"]["template"]["spec"]["initContainers"][0]["command"]
+        assert cmd[cmd.index("--registration") + 1] == reg
 
 
 def test_runtimeclass_can_be_left_out():

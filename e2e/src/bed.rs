@@ -17,6 +17,17 @@ pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
 pub const SETUID: &str = "docker.io/husk/setuid:latest";
 /// A web server: busybox httpd serving /www on port 8080.
 pub const WEB: &str = "docker.io/husk/web:latest";
+/// A CRI handler of husk whose options section names a cgroup for its shims
+/// (`TestBed::shim_cgroup`, which the test creates).
+pub const SHIM_CGROUP_HANDLER: &str = "husk-shim-cgroup";
+
+fn shim_cgroup_of(ns: &str) -> String {
+    format!("/{ns}-shims")
+}
+
+/// The CRI handler of husk registered as `runtime_type = "io.containerd.runc.v2"` with
+/// `runtime_path` naming husk's shim (`husk` is the native `io.containerd.husk.v2`).
+pub const HUSK_RUNC_TYPE: &str = "husk-runc";
 /// The containerd namespace CRI works in.
 pub const CRI_NS: &str = "k8s.io";
 
@@ -67,14 +78,17 @@ pub struct TestBed {
     /// The cgroup driver the handlers were configured with (`HUSK_CGROUP_DRIVER`); `None`:
     /// containerd's defaults (cgroupfs) and pods without a cgroup parent.
     pub driver: Option<crate::env::CgroupDriver>,
+    /// Teardown fails the test when containerd logged a line of `FORBIDDEN_LOG_LINES`
+    /// (true unless a caller reports them itself, as the benchmark does).
+    pub forbid_log_lines: bool,
 }
 
-/// The `options` table of a runc-type handler: `SystemdCgroup` when a driver is chosen, and the
-/// runtime binary (`BinaryName`).
+/// The `options` table of runc-type handler `handler`: `SystemdCgroup` when a driver is chosen,
+/// and the runtime binary (`BinaryName`).
 fn runc_options(
+    handler: &str,
     driver: Option<crate::env::CgroupDriver>,
-    runc: Option<PathBuf>,
-    binary: Option<&str>,
+    binary: Option<String>,
 ) -> String {
     let mut opts = String::new();
     if let Some(d) = driver {
@@ -83,16 +97,12 @@ fn runc_options(
             d == crate::env::CgroupDriver::Systemd
         );
     }
-    if let Some(b) = binary
-        .map(String::from)
-        .or(runc.map(|p| p.display().to_string()))
-    {
+    if let Some(b) = binary {
         opts += &format!("  BinaryName = \"{b}\"\n");
     }
     if opts.is_empty() {
         return opts;
     }
-    let handler = if binary.is_some() { "crun" } else { "runc" };
     format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{handler}.options]\n{opts}")
 }
 
@@ -106,6 +116,51 @@ fn husk_options(driver: Option<crate::env::CgroupDriver>) -> String {
         ),
         None => String::new(),
     }
+}
+
+/// `HUSK_CONTAINERD`, or Debian's containerd.
+fn containerd_from_env() -> PathBuf {
+    std::env::var_os("HUSK_CONTAINERD")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/containerd"))
+}
+
+/// `containerd --version`'s version field (`1.6.20~ds1`, `v2.1.9`, `2.1.9~ds1-1`).
+pub fn containerd_version(bin: &std::path::Path) -> String {
+    let out = Command::new(bin).arg("--version").output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace().nth(2).unwrap_or("").to_string()
+}
+
+/// (major, minor, patch) of a containerd binary; (0, 0, 0) when it cannot say.
+pub fn containerd_release(bin: &std::path::Path) -> (u32, u32, u32) {
+    let v = containerd_version(bin);
+    let mut it = v
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+/// Whether containerd `release` asks handlers of every runtime type for their features, not
+/// only runc-type ones (containerd#13504: v2.4.0-beta.0, backported to v2.2.7 and v2.3.4).
+pub fn introspects_every_runtime_type(release: (u32, u32, u32)) -> bool {
+    match release {
+        (2, 2, p) => p >= 7,
+        (2, 3, p) => p >= 4,
+        (maj, min, _) => (maj, min) >= (2, 4),
+    }
+}
+
+fn containerd_major(bin: &std::path::Path) -> u32 {
+    containerd_release(bin).0
 }
 
 impl TestBed {
@@ -125,14 +180,55 @@ impl TestBed {
         Self::start_config(true, handlers)
     }
 
+    /// A test bed on containerd 2.x, for what 1.x cannot do (user-namespaced pods: 1.6
+    /// silently ignores `hostUsers: false`; RuntimeHandler features in CRI Status): the
+    /// `HUSK_CONTAINERD` binary when it is 2.x, else `HUSK_CONTAINERD2` (the README's test
+    /// command sets both). Fails loudly without one.
+    pub fn start_containerd2() -> TestBed {
+        Self::start_containerd2_with(true)
+    }
+
+    /// [`TestBed::start_containerd2`], with or without husk's handlers (for the installer).
+    pub fn start_containerd2_with(with_husk: bool) -> TestBed {
+        let default = containerd_from_env();
+        let bin = if containerd_major(&default) >= 2 {
+            default
+        } else {
+            let two = std::env::var_os("HUSK_CONTAINERD2")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "this test needs containerd 2.x: {} is {}; set HUSK_CONTAINERD or \
+                         HUSK_CONTAINERD2 to a 2.x binary (scripts/test.sh sets it)",
+                        default.display(),
+                        containerd_version(&default)
+                    )
+                });
+            assert!(
+                containerd_major(&two) >= 2,
+                "HUSK_CONTAINERD2={} is {}, not 2.x",
+                two.display(),
+                containerd_version(&two)
+            );
+            two
+        };
+        Self::start_bin(with_husk, &[], bin)
+    }
+
     fn start_config(with_husk: bool, runc_binaries: &[(&str, &std::path::Path)]) -> TestBed {
+        Self::start_bin(with_husk, runc_binaries, containerd_from_env())
+    }
+
+    fn start_bin(
+        with_husk: bool,
+        runc_binaries: &[(&str, &std::path::Path)],
+        containerd_bin: PathBuf,
+    ) -> TestBed {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the e2e tests need root: run them through the README's test command"
         );
-        let containerd_bin = std::env::var_os("HUSK_CONTAINERD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/containerd"));
         assert!(
             containerd_bin.exists(),
             "{} not found (the README's test command installs Debian's containerd)",
@@ -148,10 +244,18 @@ impl TestBed {
             std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-husk-v2")).unwrap();
         }
         let driver = crate::env::CgroupDriver::from_env();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("husk-e2e-{}-{n}", std::process::id());
+        // `husk` as kubelet's RuntimeClass handler; `husk-shim-cgroup` also names a cgroup for
+        // its shims in its options section (runtimeoptions' config_body, containerd >= 1.7).
         let husk = if with_husk {
             format!(
-                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n{}",
-                husk_options(driver)
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk]\n  runtime_type = \"io.containerd.husk.v2\"\n{}\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}]\n  runtime_type = \"io.containerd.husk.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{SHIM_CGROUP_HANDLER}.options]\n  ShimCgroup = \"{}\"\n",
+                husk_options(driver),
+                shim_cgroup_of(&ns)
             )
         } else {
             String::new()
@@ -163,8 +267,24 @@ impl TestBed {
                 binary.display()
             ));
         }
-        let runc = runc_options(driver, crate::env::runc_binary(), None);
-        let crun = runc_options(driver, None, Some("/usr/bin/crun"));
+        let runc = runc_options(
+            "runc",
+            driver,
+            crate::env::runc_binary().map(|p| p.display().to_string()),
+        );
+        let crun = runc_options("crun", driver, Some("/usr/bin/crun".into()));
+        // husk registered as containerd's runc type with its own shim binary (`runtime_path`):
+        // containerd then decodes its options as runc's and introspects its features on every
+        // release (only runc-type handlers before 2.2.7 / 2.3.4).
+        let husk_runc = if with_husk {
+            format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{HUSK_RUNC_TYPE}]\n  runtime_type = \"io.containerd.runc.v2\"\n  runtime_path = \"{}\"\n{}",
+                shim_binary().display(),
+                runc_options(HUSK_RUNC_TYPE, driver, None)
+            )
+        } else {
+            String::new()
+        };
         let d = dir.path().display();
         let config = format!(
             r#"version = 2
@@ -184,7 +304,7 @@ state = "{d}/state"
   default_runtime_name = "runc"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-{runc}{husk}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+{runc}{husk}{husk_runc}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
   runtime_type = "io.containerd.runc.v2"
 {crun}# containerd 2.x enables NRI on a fixed host path; a socket of the bed's own keeps parallel beds
 # (and a stale socket a killed containerd left behind) from colliding. 1.6 ignores the section.
@@ -193,9 +313,6 @@ state = "{d}/state"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let ns = format!("husk-e2e-{}-{n}", std::process::id());
         // A bridge, a subnet and a network name of its own: test beds never share pod networks.
         let bridge = format!("hk{}x{n}", std::process::id() % 100_000);
         let net = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
@@ -225,9 +342,31 @@ state = "{d}/state"
             containerd: None,
             containerd_bin,
             driver,
+            forbid_log_lines: true,
         };
         bed.start_containerd();
         bed
+    }
+
+    /// The cgroup `SHIM_CGROUP_HANDLER`'s options name (absolute in every hierarchy).
+    pub fn shim_cgroup(&self) -> String {
+        shim_cgroup_of(&self.ns)
+    }
+
+    /// containerd's version, from `containerd --version` (e.g. "1.6.20", "2.1.9").
+    pub fn containerd_version(&self) -> String {
+        let out = Command::new(&self.containerd_bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .find(|w| {
+                w.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+            .map(|w| w.trim_start_matches('v').to_string())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -415,17 +554,20 @@ state = "{d}/state"
 impl Drop for TestBed {
     fn drop(&mut self) {
         if self.containerd.is_some() {
-            if let Ok(out) = self.ctr_cmd(&["task", "ls", "-q"]).output() {
+            // Bounded: a shim that hangs must fail its test, not hang the teardown.
+            let ctr = |args: &[&str]| {
+                self.ctr_cmd(&[&["--timeout", "30s"], args].concat())
+                    .output()
+            };
+            if let Ok(out) = ctr(&["task", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self
-                        .ctr_cmd(&["task", "kill", "-s", "SIGKILL", id])
-                        .output();
-                    let _ = self.ctr_cmd(&["task", "delete", "-f", id]).output();
+                    let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                    let _ = ctr(&["task", "delete", "-f", id]);
                 }
             }
-            if let Ok(out) = self.ctr_cmd(&["container", "ls", "-q"]).output() {
+            if let Ok(out) = ctr(&["container", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self.ctr_cmd(&["container", "rm", id]).output();
+                    let _ = ctr(&["container", "rm", id]);
                 }
             }
         }
@@ -484,6 +626,7 @@ impl Drop for TestBed {
         }
         let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{}", self.ns));
         self.remove_pod_parents();
+        self.check_log();
     }
 }
 
@@ -523,6 +666,58 @@ impl TestBed {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Lines containerd must never log while driving a shim, with why.
+pub const FORBIDDEN_LOG_LINES: [(&str, &str); 1] = [(
+    "received message on inactive stream",
+    "a shim answered a ttrpc request containerd no longer waited for (or answered twice)",
+)];
+
+impl TestBed {
+    /// Lines of containerd's log that must not be there (see `FORBIDDEN_LOG_LINES`).
+    pub fn forbidden_log_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| FORBIDDEN_LOG_LINES.iter().any(|(f, _)| l.contains(f)))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Run at teardown: fails the test if containerd logged a forbidden line. containerd's log
+    /// is kept under /tmp/husk-e2e-logs whenever the test failed or the check trips, since
+    /// the bed's own directory goes with it.
+    fn check_log(&self) {
+        let bad = if self.forbid_log_lines {
+            self.forbidden_log_lines()
+        } else {
+            Vec::new()
+        };
+        if bad.is_empty() && !std::thread::panicking() {
+            return;
+        }
+        let kept = PathBuf::from("/tmp/husk-e2e-logs").join(format!("{}.containerd.log", self.ns));
+        let _ = std::fs::create_dir_all(kept.parent().unwrap());
+        let _ = std::fs::copy(self.dir.path().join("containerd.log"), &kept);
+        eprintln!(
+            "test bed {}: containerd's log kept at {}",
+            self.ns,
+            kept.display()
+        );
+        if !bad.is_empty() && !std::thread::panicking() {
+            let why: Vec<String> = FORBIDDEN_LOG_LINES
+                .iter()
+                .filter(|(f, _)| bad.iter().any(|l| l.contains(f)))
+                .map(|(f, why)| format!("`{f}`: {why}"))
+                .collect();
+            panic!(
+                "containerd logged {} forbidden line(s) ({}):\n{}",
+                bad.len(),
+                why.join("; "),
+                bad.join("\n")
+            );
         }
     }
 }

@@ -136,6 +136,29 @@ impl Cri {
             .expect("status")
     }
 
+    /// The host pid of a running container's process (containerd's verbose status `info`).
+    pub fn container_pid(&mut self, id: &str) -> i32 {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
+        let info = self
+            .call(|mut c| async move { c.container_status(req).await })
+            .expect("ContainerStatus")
+            .info;
+        let v: serde_json::Value =
+            serde_json::from_str(info.get("info").expect("verbose status has info")).unwrap();
+        v["pid"].as_i64().expect("info.pid") as i32
+    }
+
+    /// CRI Status: the runtime handlers and their features (containerd 2.x fills them).
+    pub fn runtime_handlers(&mut self) -> Vec<cri::RuntimeHandler> {
+        let req = cri::StatusRequest { verbose: false };
+        self.call(|mut c| async move { c.status(req).await })
+            .expect("Status")
+            .runtime_handlers
+    }
+
     /// Waits until the container has exited (at most 120 s: the node guest emulates its CPU);
     /// its final status.
     pub fn wait_exited(&mut self, id: &str) -> cri::ContainerStatus {

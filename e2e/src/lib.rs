@@ -9,6 +9,7 @@ pub mod images;
 pub mod node;
 pub mod probe;
 pub mod profile;
+pub mod shim_api;
 pub mod stream;
 pub mod suite;
 

@@ -3,7 +3,8 @@
 
 use husk_e2e::bed::{BUSYBOX, SETUID, USER_NAME, USER_UID, USER_UID_GID};
 use husk_e2e::cri::v1 as cri;
-use husk_e2e::suite::{on_both, pod_security, run_to_exit, security};
+use husk_e2e::cri::Cri;
+use husk_e2e::suite::{on_both, pod_security, run_to_exit, security, Pod};
 
 #[test]
 fn privileged_container_gets_all_capabilities_devices_and_no_seccomp() {
@@ -90,6 +91,138 @@ fn seccomp_runtime_default_unconfined_and_localhost() {
     assert!(by("local").starts_with("Seccomp:\t2\n"), "{seen:?}");
     assert!(by("local").contains("Operation not permitted"), "{seen:?}");
     assert!(!by("local").contains("mkdir-ok"), "{seen:?}");
+}
+
+/// The AppArmor profile the Localhost case loads: everything allowed but writes below /tmp.
+const APPARMOR_TEST_PROFILE: &str = "husk-e2e-deny-tmp-write";
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// AppArmor as kubelet asks for it (the `apparmor` field and the deprecated string, as kubelet
+/// sends both): `runtime/default` (containerd's generated `cri-containerd.apparmor.d`, loaded by
+/// containerd), `unconfined`, and `localhost/<profile>` with a profile that denies writes below
+/// /tmp. On a host without AppArmor containerd refuses all but `unconfined` at CreateContainer,
+/// on both handlers alike.
+#[test]
+fn apparmor_runtime_default_unconfined_and_localhost() {
+    use cri::security_profile::ProfileType;
+    let enabled = apparmor_enabled();
+    if enabled {
+        let p = std::env::temp_dir().join(format!("{APPARMOR_TEST_PROFILE}.profile"));
+        std::fs::write(
+            &p,
+            format!(
+                "profile {APPARMOR_TEST_PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  capability,\n  network,\n  signal,\n  deny /tmp/** w,\n}}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new("apparmor_parser")
+            .arg("-r")
+            .arg(&p)
+            .output()
+            .expect("apparmor_parser (the apparmor package)");
+        assert!(
+            out.status.success(),
+            "apparmor_parser: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let seen = on_both(&[BUSYBOX], |bed, c, handler| {
+        let script = "cat /proc/self/attr/current 2>/dev/null || echo no-label; \
+             echo x > /tmp/f 2>/dev/null && echo tmp-written || echo tmp-denied";
+        let mut out = Vec::new();
+        for (name, kind, local, deprecated) in [
+            (
+                "default",
+                ProfileType::RuntimeDefault,
+                "",
+                "runtime/default".to_string(),
+            ),
+            (
+                "unconfined",
+                ProfileType::Unconfined,
+                "",
+                "unconfined".to_string(),
+            ),
+            (
+                "local",
+                ProfileType::Localhost,
+                APPARMOR_TEST_PROFILE,
+                format!("localhost/{APPARMOR_TEST_PROFILE}"),
+            ),
+        ] {
+            // kubelet sends the deprecated string too: containerd 1.6 reads only that.
+            #[allow(deprecated)]
+            let tune = security(|s| {
+                s.apparmor = Some(profile(kind, local));
+                s.apparmor_profile = deprecated;
+            });
+            if name != "unconfined" && !enabled {
+                let pod = Pod::run(bed, c, handler, &format!("apparmor-{name}"), |_| {});
+                let mut cfg = Cri::container_config("main", BUSYBOX, &["sh", "-c", script]);
+                tune(&mut cfg);
+                let e = c
+                    .create_container(&pod.id, &cfg, &pod.config)
+                    .expect_err("an AppArmor profile on a host without AppArmor");
+                out.push((
+                    name,
+                    format!("refused: {}", e.message().contains("apparmor")),
+                ));
+                pod.remove(c);
+                continue;
+            }
+            let r = run_to_exit(
+                bed,
+                c,
+                handler,
+                &format!("apparmor-{name}"),
+                BUSYBOX,
+                &["sh", "-c", script],
+                |_| {},
+                tune,
+            );
+            assert_eq!(r.code, 0, "{name}: {r:?}");
+            // Unconfined is unconfined whatever the label: Debian's AppArmor 4 gives
+            // /usr/sbin/runc a profile of its own in unconfined mode ("runc (unconfined)"),
+            // which a container started without a profile keeps.
+            let stdout = r
+                .stdout
+                .lines()
+                .map(|l| {
+                    if l.ends_with(" (unconfined)") {
+                        "unconfined"
+                    } else {
+                        l
+                    }
+                })
+                .map(|l| format!("{l}\n"))
+                .collect::<String>();
+            out.push((name, stdout));
+        }
+        out
+    });
+    let by = |n: &str| seen.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+    if enabled {
+        assert_eq!(
+            by("default"),
+            "cri-containerd.apparmor.d (enforce)\ntmp-written\n",
+            "{seen:?}"
+        );
+        assert_eq!(by("unconfined"), "unconfined\ntmp-written\n", "{seen:?}");
+        assert_eq!(
+            by("local"),
+            format!("{APPARMOR_TEST_PROFILE} (enforce)\ntmp-denied\n"),
+            "{seen:?}"
+        );
+    } else {
+        // containerd refuses any profile but unconfined there ("apparmor is not supported").
+        assert_eq!(by("default"), "refused: true", "{seen:?}");
+        assert!(by("unconfined").ends_with("tmp-written\n"), "{seen:?}");
+        assert_eq!(by("local"), "refused: true", "{seen:?}");
+    }
 }
 
 /// kubelet's masked and read-only paths for `procMount: Default`.

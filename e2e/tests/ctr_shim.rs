@@ -211,6 +211,72 @@ fn pause_resume_kill_all_and_metrics() {
     wait_task_status(&bed, "p", "STOPPED");
 }
 
+/// The major version of the ctr the bed drives (`ctr --version`).
+fn ctr_major(bed: &TestBed) -> u32 {
+    let out = std::process::Command::new(bed.ctr_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let v = text(&out.stdout);
+    v.split_whitespace()
+        .last()
+        .and_then(|v| v.trim_start_matches('v').split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("ctr --version: {v}"))
+}
+
+/// Task metrics as `ctr task metrics --format json` decodes them: on cgroup v2
+/// (`io.containerd.cgroups.v2.Metrics`) pids, cpu, memory with memory.stat's fields and the
+/// peaks, memory_events, io, and — where this ctr's containerd/cgroups knows them (containerd
+/// ≥ 2.0) — PSI for cpu, memory and io; on v1 the v1 message. The shim reads them from the
+/// container's cgroup under load (a busy loop, a write to disk).
+#[test]
+fn task_metrics_carry_what_the_cgroup_version_has() {
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "m",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; while :; do :; done",
+    ]);
+    wait_task_status(&bed, "m", "RUNNING");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = bed.ctr_ok(&["task", "metrics", "--format", "json", "m"]);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    let num = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    if v2 {
+        assert!(num(&m["pids"]["current"]) >= 1, "{out}");
+        assert!(num(&m["cpu"]["usage_usec"]) > 0, "{out}");
+        assert!(num(&m["cpu"]["user_usec"]) > 0, "{out}");
+        assert!(num(&m["memory"]["usage"]) > 0, "{out}");
+        assert!(
+            num(&m["memory"]["anon"]) + num(&m["memory"]["file"]) > 0,
+            "{out}"
+        );
+        assert!(num(&m["memory"]["usage_limit"]) > 0, "{out}");
+        assert!(m["memory_events"].is_object(), "{out}");
+        if ctr_major(&bed) >= 2 {
+            for c in ["cpu", "memory", "io"] {
+                assert!(m[c]["psi"]["some"].is_object(), "no {c} PSI: {out}");
+            }
+            assert!(num(&m["memory"]["max_usage"]) > 0, "no memory.peak: {out}");
+        }
+    } else {
+        assert!(num(&m["pids"]["current"]) >= 1, "{out}");
+        assert!(num(&m["memory"]["usage"]["usage"]) > 0, "{out}");
+        assert!(num(&m["cpu"]["usage"]["total"]) > 0, "{out}");
+    }
+    bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", "m"]);
+    wait_task_status(&bed, "m", "STOPPED");
+}
+
 #[test]
 fn oom_kill_is_reported_as_an_oom_event() {
     let bed = TestBed::start();
@@ -474,6 +540,109 @@ fn fifty_concurrent_execs_into_one_container() {
     }
     // The container is still healthy and holds only its init.
     assert_eq!(bed.ctr_ok(&["task", "ps", "ex"]).lines().count(), 2);
+}
+
+#[test]
+fn kill_of_an_exited_task_answers_as_runcs_shim() {
+    // containerd's WithProcessKill (CRI's exit handler, `ctr task delete -f`) waits on a task
+    // and sends it Kill with `all`; if that Kill fails with FailedPrecondition, containerd
+    // drops its pending Wait and the shim's reply lands on an inactive ttrpc stream (the
+    // test bed fails any test whose containerd logs that).
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let mut seen = Vec::new();
+    for rt in [RUNTIME.as_str(), "io.containerd.runc.v2"] {
+        let id = format!("done-{}", rt.split('.').nth(2).unwrap());
+        bed.ctr_ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            BUSYBOX,
+            &id,
+            "sh",
+            "-c",
+            "exit 3",
+        ]);
+        wait_task_status(&bed, &id, "STOPPED");
+        let all = bed.ctr(&["task", "kill", "--all", "-s", "SIGKILL", &id]);
+        let one = bed.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+        let del = bed.ctr(&["task", "delete", "--force", &id]);
+        seen.push((
+            rt,
+            code(&all),
+            code(&one),
+            text(&one.stderr).contains("already finished"),
+            code(&del),
+        ));
+        bed.ctr_ok(&["container", "rm", &id]);
+    }
+    // runc: kill --all of an exited task succeeds; a plain kill is NotFound ("already finished").
+    assert_eq!(
+        seen[1],
+        ("io.containerd.runc.v2", 0, 1, true, 0),
+        "{seen:?}"
+    );
+    assert_eq!(
+        (seen[0].1, seen[0].2, seen[0].3, seen[0].4),
+        (seen[1].1, seen[1].2, seen[1].3, seen[1].4),
+        "husk answers as runc's shim: {seen:?}"
+    );
+}
+
+#[test]
+fn stdin_written_before_it_is_closed_reaches_the_process() {
+    // ctr copies its stdin into the task's stdin FIFO, closes the FIFO at end-of-file and
+    // then sends CloseIO: every byte written before CloseIO must reach the process (runc's
+    // shim closes only its own write handle and copies to end-of-file). husk used to drop its
+    // copy at once, losing what was still in the FIFO (about 1 exec in 20 lost its last line),
+    // and ignored a CloseIO that came while Start was still running (`cat` never ended).
+    const EXECS: usize = 60;
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "in",
+        "sleep",
+        "1000",
+    ]);
+    wait_task_status(&bed, "in", "RUNNING");
+    for i in 0..EXECS {
+        let mut child = bed
+            .ctr_cmd(&[
+                "--timeout",
+                "20s",
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("in{i}"),
+                "in",
+                "cat",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        use std::io::Write;
+        stdin.write_all(b"hello\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        stdin.write_all(b"hello\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            code(&out) == 0 && text(&out.stdout) == "hello\nhello\n",
+            "exec {i} of {EXECS} lost stdin: exit {}, stdout {:?}, stderr {:?}",
+            code(&out),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 }
 
 /// The fds `ls -l /proc/self/fd` lists, apart from the one ls opened to read that directory.

@@ -30,6 +30,9 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
     let bin = d.join("bin").display().to_string();
     let shim = husk_e2e::bed::shim_binary().display().to_string();
     let dropin = d.join("conf.d").display().to_string();
+    // The bed's containerd, whichever HUSK_CONTAINERD selects (on a node the installer asks
+    // the API server or `containerd --version`).
+    let version = husk_e2e::bed::containerd_version(&bed.containerd_bin);
     let args = [
         "install",
         "--config",
@@ -40,6 +43,8 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         &shim,
         "--drop-in-dir",
         &dropin,
+        "--containerd-version",
+        &version,
     ];
     let out = installer(&args);
     assert!(
@@ -48,6 +53,33 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = std::fs::read_to_string(d.join("config.toml")).unwrap();
+    // husk's handler gets the cgroup driver of the bed's runc handler, whichever registration.
+    let runc_systemd = first.contains("runtimes.runc.options]\n  SystemdCgroup = true");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let driver = if runc_systemd { "systemd" } else { "cgroupfs" };
+    assert!(
+        said.contains(&format!(
+            "cgroup driver: {driver} (SystemdCgroup = {runc_systemd}), as runtime handler `runc` (runc) uses"
+        )),
+        "{said}"
+    );
+    assert!(
+        first.contains(&format!(
+            "runtimes.husk.options]\nSystemdCgroup = {runc_systemd}\n"
+        )),
+        "{first}"
+    );
+    // containerd 2.x before 2.2.7 / 2.3.4 asks only runc-type handlers for their features;
+    // 1.x's CRI ignores runtime_path (containerd#8207: a runc-type husk handler's pods would
+    // run on runc, which the uninstall's "still run" check below would catch).
+    let runc_type = format!("runtime_path = \"{bin}/containerd-shim-husk-v2\"");
+    let release = husk_e2e::bed::containerd_release(&bed.containerd_bin);
+    let native = release.0 < 2 || husk_e2e::bed::introspects_every_runtime_type(release);
+    assert_eq!(
+        !first.contains(&runc_type),
+        native,
+        "containerd {version}: {first}"
+    );
     // Twice = once.
     assert!(installer(&args).status.success());
     assert_eq!(
@@ -95,6 +127,12 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Uninstall words, not install's ("picks up the handler on its next start").
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("drops the handler on its next start") && !said.contains("picks up"),
+        "{said}"
     );
     let after = std::fs::read_to_string(d.join("config.toml")).unwrap();
     assert!(!after.contains("io.containerd.husk.v2"), "{after}");
@@ -190,11 +228,28 @@ fn installer_image_from_scratch_installs_a_static_shim_that_runs_pods() {
         "--drop-in-dir",
         "/host/conf.d",
     ];
-    let mut install = vec!["install", "--shim", "/containerd-shim-husk-v2"];
+    // As the chart does: the shim's path on the host for a runc-type registration's
+    // runtime_path (the pod sees the host's directory under /host).
+    let runtime_path = bed
+        .dir
+        .path()
+        .join("bin/containerd-shim-husk-v2")
+        .display()
+        .to_string();
+    let mut install = vec![
+        "install",
+        "--shim",
+        "/containerd-shim-husk-v2",
+        "--runtime-path",
+        &runtime_path,
+    ];
     install.extend(common);
     let (code, log) = run_installer_pod(&mut c, &bed, "install", &install);
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("registered runtime handler `husk`"), "{log}");
+    assert!(
+        log.contains("registered runtime handler `husk`") && log.contains("cgroup driver: "),
+        "{log}"
+    );
     let installed = bed.dir.path().join("bin/containerd-shim-husk-v2");
     assert_eq!(
         std::fs::read(&installed).unwrap(),

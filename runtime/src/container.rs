@@ -1,6 +1,7 @@
 //! The library API: `Runtime` creates and finds containers; `Container` drives one through
 //! its lifecycle. The CLI and the shim are thin layers over this.
 
+use crate::cgroups::systemd::{self as sd, Systemd, UnitSpec};
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::channel::{self, Channel};
 use crate::error::{Context, Error, Result};
@@ -17,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Standard streams for a container process; `None` inherits the caller's.
@@ -55,6 +56,7 @@ pub struct Runtime {
     root: PathBuf,
     exe: OnceLock<OwnedFd>,
     cache_exe: bool,
+    systemd: Arc<Systemd>,
 }
 
 /// The sealed copy of the binary the helper runs from: kept, or made for one spawn.
@@ -78,7 +80,17 @@ impl Runtime {
             root: root.into(),
             exe: OnceLock::new(),
             cache_exe: true,
+            systemd: Arc::new(Systemd::default()),
         }
+    }
+
+    /// The systemd manager client the systemd cgroup driver uses. By default it runs its D-Bus
+    /// calls on a current-thread runtime of its own, driven only during each call (a one-shot
+    /// caller such as the CLI); a long-lived tokio program passes one on its own runtime
+    /// (`sd::Executor::Shared`) and calls the runtime from blocking threads.
+    pub fn with_systemd(mut self, systemd: Systemd) -> Self {
+        self.systemd = Arc::new(systemd);
+        self
     }
 
     /// Whether to keep the sealed copy of the binary between spawns. Keeping it saves a copy
@@ -156,6 +168,13 @@ impl Runtime {
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or(&[]))?;
         spec::validate(&spec, &plan)?;
+        if let Some(profile) = process
+            .apparmor_profile()
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            crate::security::check_apparmor_profile(profile)?;
+        }
         if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(
                 "process.terminal",
@@ -171,36 +190,19 @@ impl Runtime {
             .as_deref()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match cgroups::Driver::select(opts.cgroup_driver, &raw_path) {
-            cgroups::Driver::Systemd if !cgroups::systemd_running() => {
-                return Err(Error::Unsupported {
-                    feature: "the systemd cgroup driver".into(),
-                    reason: "systemd is not running on this host (no /run/systemd/system); \
-                             use the cgroupfs driver"
-                        .into(),
-                })
-            }
-            cgroups::Driver::Systemd => {
-                return Err(Error::Unsupported {
-                    feature: "the systemd cgroup driver".into(),
-                    reason: "not implemented yet; use the cgroupfs driver".into(),
-                })
-            }
-            cgroups::Driver::Cgroupfs if cgroups::is_systemd_path(&raw_path) => {
-                tracing::info!(
-                    id,
-                    cgroups_path = %raw_path,
-                    "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
-                );
-            }
-            cgroups::Driver::Cgroupfs => {}
-        }
-        let cg_paths = cgroups::resolve(
-            &layout,
-            linux.cgroups_path().as_deref(),
-            id,
-            &cgroups::own_cgroups(),
-        )?;
+        let unit = self.choose_driver(id, opts.cgroup_driver, &raw_path, &layout)?;
+        let cg_paths = match (&unit, &layout) {
+            (Some(u), Layout::V2(root)) => cgroups::CgroupPaths {
+                v2: true,
+                dirs: [(String::new(), root.join(u.cgroup()))].into(),
+            },
+            _ => cgroups::resolve(
+                &layout,
+                linux.cgroups_path().as_deref(),
+                id,
+                &cgroups::own_cgroups(),
+            )?,
+        };
 
         std::fs::create_dir_all(&self.root)
             .ctx(|| format!("create state root {}", self.root.display()))?;
@@ -215,6 +217,7 @@ impl Runtime {
         let mut rollback = Rollback {
             dir: Some(dir.clone()),
             cgroup: None,
+            unit: None,
             pids: vec![],
         };
         let c = self.create_in(
@@ -225,12 +228,124 @@ impl Runtime {
             process,
             &plan,
             &layout,
-            cg_paths,
+            (cg_paths, unit),
             &dir,
             &mut rollback,
         )?;
         rollback.disarm();
         Ok(c)
+    }
+
+    /// The cgroup driver for a new container, and with the systemd driver its unit.
+    ///
+    /// systemd when asked for, or when nobody said and the path has the systemd form on a
+    /// host whose init is systemd (`Driver::select`). Errors: the systemd driver asked for
+    /// without systemd, on cgroup v1, with a path not in the `slice:prefix:name` form, or with
+    /// systemd unreachable over D-Bus. Unasked on cgroup v1, a systemd-form path stays a
+    /// literal cgroupfs directory, as before.
+    fn choose_driver(
+        &self,
+        id: &str,
+        explicit: Option<cgroups::Driver>,
+        raw_path: &str,
+        layout: &Layout,
+    ) -> Result<Option<UnitSpec>> {
+        match cgroups::Driver::select(explicit, raw_path) {
+            cgroups::Driver::Systemd if !cgroups::systemd_running() => Err(Error::Unsupported {
+                feature: "the systemd cgroup driver".into(),
+                reason: "systemd is not running on this host (no /run/systemd/system); \
+                             use the cgroupfs driver"
+                    .into(),
+            }),
+            cgroups::Driver::Systemd if !layout.is_v2() => {
+                if explicit.is_some() {
+                    return Err(Error::Unsupported {
+                        feature: "the systemd cgroup driver on cgroup v1".into(),
+                        reason: "husk drives systemd on the unified (v2) hierarchy only; \
+                                 use the cgroupfs driver"
+                            .into(),
+                    });
+                }
+                tracing::info!(
+                    id,
+                    cgroups_path = %raw_path,
+                    "cgroup v1: cgroupsPath in the systemd form taken as a literal cgroupfs directory"
+                );
+                Ok(None)
+            }
+            cgroups::Driver::Systemd => {
+                let unit = UnitSpec::parse(raw_path, id)?;
+                self.systemd.connect()?;
+                Ok(Some(unit))
+            }
+            cgroups::Driver::Cgroupfs => {
+                if cgroups::is_systemd_path(raw_path) {
+                    tracing::info!(
+                        id,
+                        cgroups_path = %raw_path,
+                        "cgroupsPath in the systemd form taken as a literal cgroupfs directory (cgroupfs driver, as runc)"
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts the helper `pid` in the container's cgroup before it makes namespaces: written
+    /// to cgroupfs, or (systemd) the unit started with it, then checked.
+    fn place(
+        &self,
+        id: &str,
+        spec: &Spec,
+        cgroup: &Cgroup,
+        unit: Option<&UnitSpec>,
+        pid: i32,
+        rollback: &mut Rollback,
+    ) -> Result<()> {
+        let Some(unit) = unit else {
+            return cgroup.add_pid(pid);
+        };
+        let oom_group = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.unified().as_ref())
+            .and_then(|u| u.get("memory.oom.group").cloned());
+        let props = sd::props::creation(
+            unit,
+            id,
+            (!unit.is_slice()).then_some(pid as u32),
+            oom_group.as_deref(),
+            self.systemd.version(),
+        );
+        self.systemd.start(unit, &props)?;
+        // Only a unit this call started is stopped on rollback (never one that was there).
+        rollback.unit = Some((self.systemd.clone(), unit.name.clone()));
+        rollback.cgroup = Some(cgroup.clone());
+        cgroup.enable_controllers()?;
+        if unit.is_slice() {
+            cgroup.add_pid(pid)?;
+        }
+        // systemd moved the helper: check it is where husk will look for the container.
+        let want = cgroup
+            .procs_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let seen = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|p| Path::new(cgroups::CGROUP_ROOT).join(p.trim_start_matches('/')));
+        if seen.as_deref() != Some(want.as_path()) {
+            return Err(Error::Systemd(format!(
+                "unit {} holds the container in {}, not in {}",
+                unit.name,
+                seen.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "no cgroup".into()),
+                want.display()
+            )));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -243,7 +358,7 @@ impl Runtime {
         process: Process,
         plan: &[Action],
         layout: &Layout,
-        cg_paths: cgroups::CgroupPaths,
+        (cg_paths, unit): (cgroups::CgroupPaths, Option<UnitSpec>),
         dir: &Path,
         rollback: &mut Rollback,
     ) -> Result<Container> {
@@ -272,9 +387,11 @@ impl Runtime {
             .transpose()?;
 
         let cgroup = Cgroup::new(cg_paths.clone());
-        cgroup.create()?;
-        rollback.cgroup = Some(cgroup.clone());
-        if cgroup.is_frozen() {
+        if unit.is_none() {
+            cgroup.create()?;
+            rollback.cgroup = Some(cgroup.clone());
+        }
+        if unit.is_none() && cgroup.is_frozen() {
             // A process put in it would stop before it could say anything (runc: "container's
             // cgroup unexpectedly frozen"). Another container sharing the cgroupsPath is paused.
             return Err(Error::Cgroup {
@@ -294,22 +411,36 @@ impl Runtime {
         if let Some(c) = &console {
             inherit.push(c.as_raw_fd());
         }
+        // A systemd unit's cgroup exists only once the unit is started with the helper in it.
+        let born_in = if unit.is_none() {
+            cgroup.birth_dir(namespaces::has(plan, Kind::User))?
+        } else {
+            None
+        };
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
         let stdio = StdioFds {
             stdin: opts.stdio.stdin.as_ref().map(dup).transpose()?,
             stdout: opts.stdio.stdout.as_ref().map(dup).transpose()?,
             stderr: opts.stdio.stderr.as_ref().map(dup).transpose()?,
         };
+        let spawned = Instant::now();
         let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, stdio)?;
         rollback.pids.push(helper.id() as i32);
-        // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted there.
-        cgroup.add_pid(helper.id() as i32)?;
+        if born_in.is_none() {
+            // In the cgroup before it makes its namespaces, so the cgroup namespace is rooted
+            // there (a systemd unit is started with the helper in it).
+            self.place(
+                id,
+                &spec,
+                &cgroup,
+                unit.as_ref(),
+                helper.id() as i32,
+                rollback,
+            )?;
+        }
 
-        let ids = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-            m.iter()
-                .flatten()
-                .map(|x| (x.container_id(), x.host_id(), x.size()))
-                .collect::<Vec<_>>()
-        };
         let cfg = InitConfig {
             id: id.to_string(),
             mode: Mode::Create {
@@ -322,12 +453,14 @@ impl Runtime {
             },
             process,
             namespaces: plan.to_vec(),
-            uid_mappings: ids(linux.uid_mappings()),
-            gid_mappings: ids(linux.gid_mappings()),
+            uid_mappings: spec::id_mappings(linux.uid_mappings()),
+            gid_mappings: spec::id_mappings(linux.gid_mappings()),
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
         drop(console);
+        drop(born_in);
         let mut persisted = Persisted {
             id: id.to_string(),
             bundle: opts.bundle.clone(),
@@ -339,7 +472,8 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cg_paths,
             new_pid_ns: namespaces::creates(plan, Kind::Pid),
-            use_systemd: false,
+            use_systemd: unit.is_some(),
+            systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         };
         let result = drive_init(
             &parent_end,
@@ -348,25 +482,29 @@ impl Runtime {
             &spec,
             &mut persisted,
             rollback,
+            spawned,
         );
         drop(fifo);
         result?;
-        // Limits go on once the set-up is done (as runc does), before the process can run.
-        cgroup.apply(&cgroups::with_default_devices(linux.resources().as_ref()))?;
-        state::save(dir, &persisted)?;
-        if let Some(p) = &opts.pid_file {
-            write_pid_file(p, persisted.pid)?;
-        }
-        Ok(Container {
+        let c = Container {
             root: self.root.clone(),
             st: persisted,
-        })
+            systemd: self.systemd.clone(),
+        };
+        // Limits go on once the set-up is done (as runc does), before the process can run.
+        c.apply(&cgroups::with_default_devices(linux.resources().as_ref()))?;
+        state::save(dir, &c.st)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, c.st.pid)?;
+        }
+        Ok(c)
     }
 
     pub fn load(&self, id: &str) -> Result<Container> {
         Ok(Container {
             root: self.root.clone(),
             st: state::load(&self.root, id)?,
+            systemd: self.systemd.clone(),
         })
     }
 
@@ -390,6 +528,26 @@ impl Runtime {
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::spec("process.args", "must not be empty"));
         }
+        let mut opts = opts;
+        // An exec without a profile of its own runs under the container's (runc's
+        // newInitConfig): `husk exec ID CMD` must not escape the container's confinement.
+        if opts
+            .process
+            .apparmor_profile()
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
+            let inherited = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.apparmor_profile().clone())
+                .filter(|p| !p.is_empty());
+            opts.process.set_apparmor_profile(inherited);
+        }
+        if let Some(profile) = opts.process.apparmor_profile().as_deref() {
+            crate::security::check_apparmor_profile(profile)?;
+        }
         if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
             return Err(Error::spec(
                 "process.terminal",
@@ -410,16 +568,23 @@ impl Runtime {
             .map(crate::tty::connect_console_socket)
             .transpose()?;
         let (parent_end, child_end) = channel::pair()?;
-        let inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
-        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
+        let mut inherit: Vec<RawFd> = console.iter().map(|c| c.as_raw_fd()).collect();
         let cgroup = Cgroup::new(c.st.cgroup.clone());
+        let born_in = cgroup.birth_dir(namespaces::has(&plan, Kind::User))?;
+        if let Some(fd) = &born_in {
+            inherit.push(fd.as_raw_fd());
+        }
+        let spawned = Instant::now();
+        let mut helper = self.spawn_helper(child_end.into_fd(), &inherit, opts.stdio)?;
         let fail = |helper: &mut std::process::Child, e: Error| {
             let _ = helper.kill();
             let _ = helper.wait();
             e
         };
-        if let Err(e) = cgroup.add_pid(helper.id() as i32) {
-            return Err(fail(&mut helper, e));
+        if born_in.is_none() {
+            if let Err(e) = cgroup.add_pid(helper.id() as i32) {
+                return Err(fail(&mut helper, e));
+            }
         }
         let cfg = InitConfig {
             id: c.id().to_string(),
@@ -437,15 +602,25 @@ impl Runtime {
             gid_mappings: vec![],
             console_fd: console.as_ref().map(|c| c.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
+            cgroup_fd: born_in.as_ref().map(|f| f.as_raw_fd()),
         };
+        let mut born_in_cgroup = false;
         drop(console);
+        drop(born_in);
         if let Err(e) = parent_end.send(&ToInit::Config(Box::new(cfg))) {
             return Err(fail(&mut helper, e));
         }
         let mut pid = None;
         loop {
             match parent_end.recv::<FromInit>() {
+                Ok(Some(FromInit::BornInCgroup(b))) => born_in_cgroup = b,
                 Ok(Some(FromInit::Pid(p))) => {
+                    tracing::debug!(
+                        pid = p,
+                        born_in_cgroup,
+                        since_spawn_us = spawned.elapsed().as_micros() as u64,
+                        "exec process forked"
+                    );
                     pid = Some(p);
                     let _ = helper.wait();
                     let st = c.oci_state();
@@ -507,6 +682,8 @@ fn reap(pid: i32) {
 struct Rollback {
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    /// The systemd unit started for it.
+    unit: Option<(Arc<Systemd>, String)>,
     pids: Vec<i32>,
 }
 
@@ -514,6 +691,7 @@ impl Rollback {
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.unit = None;
         self.pids.clear();
     }
 }
@@ -525,6 +703,11 @@ impl Drop for Rollback {
         }
         for p in &self.pids {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), None);
+        }
+        if let Some((sd, name)) = &self.unit {
+            if let Err(e) = sd.stop(name) {
+                tracing::warn!(unit = %name, error = %e, "rollback: stopping the unit");
+            }
         }
         if let Some(cg) = &self.cgroup {
             // Only what this create started is killed (above): the cgroup may be shared.
@@ -538,11 +721,7 @@ impl Drop for Rollback {
 
 /// SIGKILL to every process of `cg`, frozen meanwhile so none forks past it.
 fn kill_cgroup(cg: &Cgroup) {
-    let _ = cg.freeze(true);
-    for p in cg.pids().unwrap_or_default() {
-        let _ = crate::signal::Signal::KILL.send(p);
-    }
-    let _ = cg.freeze(false);
+    let _ = cg.signal_all(crate::signal::Signal::KILL);
 }
 
 fn wait_empty(cg: &Cgroup, timeout: Duration) {
@@ -559,8 +738,10 @@ fn drive_init(
     spec: &Spec,
     st: &mut Persisted,
     rollback: &mut Rollback,
+    spawned: Instant,
 ) -> Result<()> {
     chan.send(&ToInit::Config(Box::new(cfg.clone())))?;
+    let mut born_in_cgroup = false;
     loop {
         let msg = chan.recv::<FromInit>()?;
         match msg {
@@ -568,16 +749,38 @@ fn drive_init(
                 crate::process::write_id_maps(pid, &cfg.uid_mappings, &cfg.gid_mappings)?;
                 chan.send(&ToInit::IdMapsWritten)?;
             }
+            Some(FromInit::BornInCgroup(born)) => born_in_cgroup = born,
             Some(FromInit::Pid(pid)) => {
+                tracing::debug!(
+                    pid,
+                    born_in_cgroup,
+                    since_spawn_us = spawned.elapsed().as_micros() as u64,
+                    "container init forked"
+                );
                 rollback.pids.push(pid);
                 let _ = helper.wait();
                 st.pid = pid;
                 st.pid_start_time = state::pid_start_time(pid).unwrap_or(0);
+                if let Mode::Create { spec, bundle, .. } = &cfg.mode {
+                    let userns = namespaces::has(&cfg.namespaces, Kind::User);
+                    for (index, tree) in crate::idmap::mount_sources(spec, bundle, pid, userns)? {
+                        chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
+                    }
+                }
                 let oci = oci_state_of(st, Status::Creating);
                 chan.send(&ToInit::Continue {
                     pid,
                     state_json: serde_json::to_string(&oci).unwrap_or_default(),
                 })?;
+            }
+            Some(FromInit::MountSourceRequest { index }) => {
+                let Mode::Create { spec, bundle, .. } = &cfg.mode else {
+                    return Err(Error::Init(
+                        "a mount source asked for outside create".into(),
+                    ));
+                };
+                let tree = crate::idmap::bind_source(spec, bundle, index)?;
+                chan.send_with_fd(&ToInit::MountSource { index }, tree.as_fd())?;
             }
             Some(FromInit::RunHooks) => {
                 let oci =
@@ -634,6 +837,7 @@ fn oci_state_of(st: &Persisted, status: Status) -> OciState {
 pub struct Container {
     root: PathBuf,
     st: Persisted,
+    systemd: Arc<Systemd>,
 }
 
 impl Container {
@@ -648,6 +852,19 @@ impl Container {
     }
     pub fn cgroup(&self) -> Cgroup {
         Cgroup::new(self.st.cgroup.clone())
+    }
+
+    /// The systemd unit holding the container (systemd cgroup driver).
+    pub fn systemd_unit(&self) -> Option<&str> {
+        self.st.systemd_unit.as_deref()
+    }
+
+    /// Applies `res` to the cgroup (systemd driver: to the unit, then the cgroup).
+    fn apply(&self, res: &LinuxResources) -> Result<()> {
+        match self.systemd_unit() {
+            Some(unit) => self.systemd.apply(unit, &self.cgroup(), res),
+            None => self.cgroup().apply(res),
+        }
     }
     fn dir(&self) -> PathBuf {
         state::container_dir(&self.root, &self.st.id)
@@ -736,19 +953,8 @@ impl Container {
         let is_kill = sig == crate::signal::Signal::KILL;
         if all {
             let cg = self.cgroup();
-            // Freeze so no process forks past the signal; a frozen cgroup is thawed for
-            // SIGKILL only (a paused container otherwise stays paused, signals pending).
-            let frozen = cg.is_frozen();
-            if is_kill && !frozen {
-                let _ = cg.freeze(true);
-            }
-            for p in cg.pids()? {
-                let _ = sig.send(p);
-            }
-            if is_kill {
-                let _ = cg.freeze(false);
-            }
-            return Ok(());
+            // A SIGKILL on v2 goes through cgroup.kill where the kernel has it (5.14).
+            return cg.signal_all(sig);
         }
         let status = self.status();
         lifecycle::check(self.id(), Verb::Kill, status)?;
@@ -773,7 +979,7 @@ impl Container {
 
     pub fn update(&self, res: &LinuxResources) -> Result<()> {
         lifecycle::check(self.id(), Verb::Update, self.status())?;
-        self.cgroup().apply(res)
+        self.apply(res)
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
@@ -823,6 +1029,13 @@ impl Container {
             // cannot tell whose they are), and so does husk.
             kill_cgroup(&cg);
             wait_empty(&cg, Duration::from_secs(10));
+        }
+        if let Some(unit) = self.systemd_unit() {
+            // systemd unloads an emptied scope by itself; stop + reset-failed also clear a
+            // unit that failed (OOM) and one that still holds stragglers.
+            if let Err(e) = self.systemd.stop(unit) {
+                tracing::warn!(id = %self.id(), error = %e, "stopping the container's unit");
+            }
         }
         // The cgroup goes once empty; another container may still be using it.
         cg.destroy_if_empty()?;

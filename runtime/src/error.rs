@@ -41,6 +41,9 @@ pub enum Error {
     },
     #[error("cgroup {path}: {message}")]
     Cgroup { path: String, message: String },
+    /// The systemd cgroup driver: D-Bus unreachable, a unit refused or its job failed.
+    #[error("systemd: {0}")]
+    Systemd(String),
     #[error("seccomp: {0}")]
     Seccomp(String),
     #[error("hook {path}: {message}")]

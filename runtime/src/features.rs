@@ -10,8 +10,17 @@ pub fn features() -> Value {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let idmap = crate::idmap::supported();
+    let recursive_attrs = crate::rootfs::mount_setattr_available();
     let mut mount_options = crate::mountopts::known_options();
-    mount_options.retain(|o| *o != "tmpcopyup");
+    // Listed only where they work: idmap/ridmap where this kernel idmaps a tmpfs (what every
+    // user-namespaced pod needs), rro and the other recursive attributes where it has
+    // mount_setattr(2) (Linux 5.12; containerd reads `rro` as CRI recursive read-only support).
+    mount_options.retain(|o| {
+        *o != "tmpcopyup"
+            && (idmap || !matches!(*o, "idmap" | "ridmap"))
+            && (recursive_attrs || !crate::mountopts::is_recursive_attr(o))
+    });
     let (maj, min, micro) = libseccomp_version();
     json!({
         "ociVersionMin": "1.0.0",
@@ -21,7 +30,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true },
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
@@ -33,7 +42,7 @@ pub fn features() -> Value {
             "apparmor": { "enabled": crate::security::apparmor_enabled() },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": idmap } }
         },
         "annotations": {
             "io.github.seccomp.libseccomp.version": format!("{maj}.{min}.{micro}"),
@@ -118,8 +127,21 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert!(opts.contains(&"rro") && opts.contains(&"rbind") && !opts.contains(&"tmpcopyup"));
-        assert_eq!(f["linux"]["cgroup"]["systemd"], false);
+        assert!(opts.contains(&"rbind") && !opts.contains(&"tmpcopyup"));
+        // This kernel (the tests' hosts run 6.1+) has mount_setattr, so rro works; idmap and
+        // ridmap are listed exactly when the extension says so.
+        assert!(opts.contains(&"rro"));
+        let idmap = f["linux"]["mountExtensions"]["idmap"]["enabled"]
+            .as_bool()
+            .unwrap();
+        assert_eq!(opts.contains(&"idmap") && opts.contains(&"ridmap"), idmap);
+        assert!(f["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "user"));
+        assert_eq!(f["linux"]["cgroup"]["systemd"], true);
+        assert_eq!(f["linux"]["cgroup"]["systemdUser"], false);
         assert!(f["linux"]["capabilities"]
             .as_array()
             .unwrap()

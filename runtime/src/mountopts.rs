@@ -22,6 +22,18 @@ pub struct MountOptions {
     pub data: String,
     /// runc's `tmpcopyup`: copy the underlying directory into a fresh tmpfs.
     pub tmpcopyup: bool,
+    /// `idmap` / `ridmap` (runtime spec 1.2): the bind mount gets an idmapping, on its top
+    /// mount only or recursively. A mount with `uidMappings` and neither option is `idmap`.
+    pub idmap: Option<Idmap>,
+}
+
+/// How far an idmapping reaches on a (possibly recursive) bind mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idmap {
+    /// `idmap`: the top mount only (submounts of an `rbind` keep their ids).
+    Top,
+    /// `ridmap`: the mount and every submount.
+    Recursive,
 }
 
 impl Default for MountOptions {
@@ -33,6 +45,7 @@ impl Default for MountOptions {
             rec_attr: RecAttr::default(),
             data: String::new(),
             tmpcopyup: false,
+            idmap: None,
         }
     }
 }
@@ -99,9 +112,8 @@ pub fn parse(options: &[String]) -> Result<MountOptions, UnsupportedOption> {
         }
         match opt {
             "tmpcopyup" => out.tmpcopyup = true,
-            "idmap" | "ridmap" => {
-                return Err(UnsupportedOption(format!("{opt} (idmapped mounts)")));
-            }
+            "idmap" => out.idmap = Some(Idmap::Top),
+            "ridmap" => out.idmap = Some(Idmap::Recursive),
             // Options containerd/CRI may pass that only concern other layers.
             "" | "defaults" | "nofail" | "auto" | "noauto" | "user" | "nouser" => {}
             other => data.push(other),
@@ -181,6 +193,11 @@ fn recursive_option(opt: &str) -> Option<(bool, u64)> {
     })
 }
 
+/// Whether `opt` is a recursive attribute (`rro`, `rnosuid`, …), applied with mount_setattr(2).
+pub fn is_recursive_attr(opt: &str) -> bool {
+    recursive_option(opt).is_some()
+}
+
 /// Every option name `parse` understands, for the `features` command.
 pub fn known_options() -> Vec<&'static str> {
     vec![
@@ -192,6 +209,7 @@ pub fn known_options() -> Vec<&'static str> {
         "diratime",
         "dirsync",
         "exec",
+        "idmap",
         "lazytime",
         "loud",
         "mand",
@@ -212,6 +230,7 @@ pub fn known_options() -> Vec<&'static str> {
         "relatime",
         "remount",
         "rexec",
+        "ridmap",
         "rnoatime",
         "rnodev",
         "rnodiratime",
@@ -294,9 +313,11 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_refused_clearly() {
-        let e = parse(&["idmap".to_string()]).unwrap_err();
-        assert!(e.0.contains("idmap"));
+    fn idmap_and_ridmap() {
+        assert_eq!(p(&["rbind", "idmap"]).idmap, Some(Idmap::Top));
+        assert_eq!(p(&["bind", "ridmap"]).idmap, Some(Idmap::Recursive));
+        assert_eq!(p(&["bind"]).idmap, None);
+        assert!(p(&["ridmap"]).data.is_empty());
     }
 
     #[test]

@@ -10,8 +10,9 @@ use crate::namespaces::{self, Action, Kind};
 use crate::rootfs::{self, CgroupLayoutInfo};
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub const HELPER_ENV: &str = "_HUSK_HELPER_FD";
@@ -46,12 +47,22 @@ pub struct InitConfig {
     pub gid_mappings: Vec<(u32, u32, u32)>,
     pub console_fd: Option<i32>,
     pub preserve_fds: i32,
+    /// An `O_PATH` fd of the container's v2 cgroup: the process is born there
+    /// (`fork::fork_parent`), and the helper leaves the cgroup namespace to that fork. `None`
+    /// (v1, user namespaces): the caller moved the helper into the cgroup before it started.
+    pub cgroup_fd: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
     Config(Box<InitConfig>),
     IdMapsWritten,
+    /// Carries (as its fd) a detached clone of the source of `mounts[index]` made by the
+    /// parent: every idmapped mount's (idmapped, sent before `Continue`), and any the container
+    /// asked for with `FromInit::MountSourceRequest`.
+    MountSource {
+        index: usize,
+    },
     /// The container process may go on; carries its pid as the host sees it.
     Continue {
         pid: i32,
@@ -67,8 +78,18 @@ pub enum FromInit {
     IdMapRequest {
         pid: i32,
     },
+    /// Sent before `Pid` when the process was to be born in its cgroup: whether clone3 put
+    /// it there (false: the helper moved itself first, see `fork`).
+    BornInCgroup(bool),
     /// The container process was forked.
     Pid(i32),
+    /// The container's root cannot reach the source of bind mount `mounts[index]` (a user
+    /// namespace without search permission on a host directory, e.g. containerd's sandbox
+    /// state): the parent, still the host's root, makes a detached clone of it and answers
+    /// with `ToInit::MountSource`, as runc's parent opens such sources.
+    MountSourceRequest {
+        index: usize,
+    },
     /// Mounts are in place: the parent runs prestart/createRuntime hooks now.
     RunHooks,
     /// Set-up is done; the process now waits for `start`.
@@ -132,21 +153,28 @@ fn helper(chan: &Channel) -> Result<()> {
         Mode::Create { fifo_fd, .. } => Some(*fifo_fd),
         Mode::Exec { .. } => None,
     };
-    let keep: Vec<i32> = [Some(chan.raw()), fifo_fd, cfg.console_fd]
+    let keep: Vec<i32> = [Some(chan.raw()), fifo_fd, cfg.console_fd, cfg.cgroup_fd]
         .into_iter()
         .flatten()
         .collect();
     close_inherited(&keep, cfg.preserve_fds);
+    // SAFETY: the caller passed this fd for us alone; it must not reach the container.
+    let cgroup_dir = cfg.cgroup_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Some(fd) = &cgroup_dir {
+        set_cloexec(fd.as_raw_fd());
+    }
     // Opened in the host's view, before any namespace is joined or made (see `procfs`).
     let proc = crate::procfs::Proc::open()?;
+    // While the helper still has the host's privileges (a joined user namespace takes them),
+    // and before joining anything (the container's /proc is not ours to trust): the container
+    // process inherits it.
     if let Some(adj) = cfg.process.oom_score_adj() {
-        // Before joining anything: the container's /proc is not ours to trust, and the value
-        // is inherited by the process forked below.
         proc.write_self("oom_score_adj", adj.to_string().as_bytes())
             .map_err(|e| Error::spec("process.oomScoreAdj", format!("{adj}: {e}")))?;
     }
     // Join namespaces by path first (all opened before any setns, since joining the mount
-    // namespace changes what paths mean); the user namespace goes first.
+    // namespace changes what paths mean); the user namespace goes first. A cgroup namespace is
+    // left to the fork when the process is to be born in its cgroup.
     let mut joins: Vec<namespaces::Opened> = Vec::new();
     for a in &cfg.namespaces {
         if let Action::Join(kind, path) = a {
@@ -157,8 +185,17 @@ fn helper(chan: &Channel) -> Result<()> {
         }
     }
     joins.sort_by_key(|n| if n.kind == Kind::User { 0 } else { 1 });
+    let late_cgroupns = match joins.iter().position(|n| n.kind == Kind::Cgroup) {
+        Some(i) if cgroup_dir.is_some() => Some(joins.remove(i)),
+        _ => None,
+    };
     for ns in &joins {
         namespaces::join(ns)?;
+        if ns.kind == Kind::User {
+            // Our ids are the host's, unmapped in the joined namespace (files would be made
+            // with the overflow id, EOVERFLOW): become its root, as runc's nsexec does.
+            become_root("the joined user namespace")?;
+        }
     }
     drop(joins);
     let creates = |k| namespaces::creates(&cfg.namespaces, k);
@@ -171,12 +208,7 @@ fn helper(chan: &Channel) -> Result<()> {
             Some(ToInit::IdMapsWritten) => {}
             _ => return Err(Error::Init("parent did not write the id mappings".into())),
         }
-        let root_uid = nix::unistd::Uid::from_raw(0);
-        let root_gid = nix::unistd::Gid::from_raw(0);
-        nix::unistd::setresgid(root_gid, root_gid, root_gid)
-            .ctx(|| "become gid 0 in the user namespace")?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid)
-            .ctx(|| "become uid 0 in the user namespace")?;
+        become_root("the user namespace")?;
     }
     let mut flags = nix::sched::CloneFlags::empty();
     for a in &cfg.namespaces {
@@ -185,6 +217,10 @@ fn helper(chan: &Channel) -> Result<()> {
                 flags |= k.flag();
             }
         }
+    }
+    let new_cgroupns = flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    if cgroup_dir.is_some() {
+        flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     }
     if !flags.is_empty() {
         nix::sched::unshare(flags).ctx(|| format!("create namespaces {flags:?}"))?;
@@ -208,24 +244,25 @@ fn helper(chan: &Channel) -> Result<()> {
         }
     }
     // fork with CLONE_PARENT: the new process is a child of whoever started this helper.
-    // SAFETY: this helper is single-threaded; raw clone behaves like fork here.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(nix::Error::last()).ctx(|| "fork the container process");
-    }
-    if pid > 0 {
-        chan.send(&FromInit::Pid(pid as i32))?;
+    let into = cgroup_dir.as_ref().map(|d| crate::fork::IntoCgroup {
+        dir: d.as_fd(),
+        new_cgroupns,
+        join_cgroupns: late_cgroupns.as_ref(),
+    });
+    let asked = into.is_some();
+    if let crate::fork::Forked::Parent {
+        pid,
+        born_in_cgroup,
+    } = crate::fork::fork_parent(into)?
+    {
+        if asked {
+            chan.send(&FromInit::BornInCgroup(born_in_cgroup))?;
+        }
+        chan.send(&FromInit::Pid(pid))?;
         return Ok(());
     }
+    drop(cgroup_dir);
+    drop(late_cgroupns);
     // The container process.
     let Err(e) = container_process(chan, cfg, proc);
     if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
@@ -237,12 +274,32 @@ fn helper(chan: &Channel) -> Result<()> {
     unsafe { libc::_exit(127) }
 }
 
-fn wait_continue(chan: &Channel) -> Result<(i32, String)> {
-    match chan.recv::<ToInit>()? {
-        Some(ToInit::Continue { pid, state_json }) => Ok((pid, state_json)),
-        _ => Err(Error::Init(
-            "parent went away before the container was set up".into(),
-        )),
+/// setresgid/setresuid to 0 in the user namespace just created or joined (`what`).
+fn become_root(what: &str) -> Result<()> {
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| format!("become gid 0 in {what}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| format!("become uid 0 in {what}"))
+}
+
+/// Waits for `Continue`, collecting the idmapped mount sources sent before it.
+fn wait_continue(chan: &Channel) -> Result<(i32, String, HashMap<usize, OwnedFd>)> {
+    let mut sources = HashMap::new();
+    loop {
+        match chan.recv_with_fd::<ToInit>()? {
+            Some((ToInit::MountSource { index }, Some(fd))) => {
+                sources.insert(index, fd);
+            }
+            Some((ToInit::Continue { pid, state_json }, _)) => {
+                return Ok((pid, state_json, sources))
+            }
+            _ => {
+                return Err(Error::Init(
+                    "parent went away before the container was set up".into(),
+                ))
+            }
+        }
     }
 }
 
@@ -251,7 +308,7 @@ fn container_process(
     cfg: InitConfig,
     proc: crate::procfs::Proc,
 ) -> Result<std::convert::Infallible> {
-    let (_pid, state_json) = wait_continue(chan)?;
+    let (_pid, state_json, idmapped) = wait_continue(chan)?;
     let process = &cfg.process;
     let terminal = process.terminal().unwrap_or(false);
     if let Mode::Create { .. } = cfg.mode {
@@ -280,12 +337,17 @@ fn container_process(
                 spec,
                 rootfs,
                 bundle,
-                new_userns: namespaces::creates(&cfg.namespaces, Kind::User),
+                // Created or joined (a CRI app container joins its pod's): either way not the
+                // host's, so device nodes cannot be made.
+                userns: namespaces::has(&cfg.namespaces, Kind::User),
                 new_cgroupns: namespaces::creates(&cfg.namespaces, Kind::Cgroup),
                 new_netns: namespaces::creates(&cfg.namespaces, Kind::Network),
                 cgroup_layout: cgroup,
+                sources: std::cell::RefCell::new(idmapped),
+                chan: Some(chan),
             };
             rootfs::prepare(&cx)?;
+            drop(cx);
             let root = crate::inroot::Root::open(rootfs)?;
             let linux = spec.linux().as_ref();
             rootfs::mask_paths(

@@ -20,10 +20,37 @@ pub struct Context2<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
-    pub new_userns: bool,
+    /// The container runs in a user namespace (new or joined) and cannot mknod.
+    pub userns: bool,
     pub new_cgroupns: bool,
     pub new_netns: bool,
     pub cgroup_layout: &'a CgroupLayoutInfo,
+    /// Detached clones of bind mount sources by mount index, made by the parent: idmapped
+    /// ones (`idmap::mount_sources`) and those asked for (see `source_from_parent`). Attached
+    /// with move_mount instead of a bind.
+    pub sources: std::cell::RefCell<std::collections::HashMap<usize, OwnedFd>>,
+    /// The channel to the parent, to ask for a source the container cannot reach.
+    pub chan: Option<&'a crate::channel::Channel>,
+}
+
+impl Context2<'_> {
+    /// A clone of `mounts[index]`'s source from the parent, the host's root: for a container
+    /// in a user namespace whose root cannot search the path to it (runc asks its parent the
+    /// same way).
+    fn source_from_parent(&self, index: usize) -> Result<OwnedFd> {
+        let chan = self
+            .chan
+            .ok_or_else(|| Error::Init("no parent to ask for a mount source".into()))?;
+        chan.send(&crate::process::FromInit::MountSourceRequest { index })?;
+        match chan.recv_with_fd::<crate::process::ToInit>()? {
+            Some((crate::process::ToInit::MountSource { index: i }, Some(fd))) if i == index => {
+                Ok(fd)
+            }
+            _ => Err(Error::Init(format!(
+                "the parent sent no source for mounts[{index}]"
+            ))),
+        }
+    }
 }
 
 /// The cgroup facts a cgroup mount needs, sent from the parent.
@@ -33,15 +60,19 @@ pub struct CgroupLayoutInfo {
     /// v1: (mount point basename, superblock options as the `cgroup` mount data, container dir)
     pub v1: Vec<(String, String, PathBuf)>,
     pub v2_dir: Option<PathBuf>,
+    /// v2: the host's cgroup2 superblock options (`nsdelegate`, `memory_recursiveprot`, ...).
+    #[serde(default)]
+    pub v2_super_options: Vec<String>,
 }
 
 impl CgroupLayoutInfo {
     pub fn new(layout: &Layout, paths: &CgroupPaths) -> Self {
         match layout {
-            Layout::V2(_) => CgroupLayoutInfo {
+            Layout::V2(root) => CgroupLayoutInfo {
                 v2: true,
                 v1: vec![],
                 v2_dir: paths.dirs.get("").cloned(),
+                v2_super_options: crate::cgroups::v2_superblock_options(root),
             },
             Layout::V1(mounts) => {
                 let mut v1: Vec<(String, String, PathBuf)> = Vec::new();
@@ -61,6 +92,7 @@ impl CgroupLayoutInfo {
                     v2: false,
                     v1,
                     v2_dir: None,
+                    v2_super_options: vec![],
                 }
             }
         }
@@ -78,12 +110,13 @@ fn mnt(
     mount(src, target, fstype, flags, data).ctx(what)
 }
 
+/// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
 }
 
 pub(crate) fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -> nix::Result<()> {
@@ -93,6 +126,38 @@ pub(crate) fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -
         propagation: 0,
         userns_fd: 0,
     };
+    mount_setattr_raw(fd, &attr, recursive)
+}
+
+/// Whether the kernel has mount_setattr(2) (Linux 5.12): asked with a bad fd, it answers EBADF
+/// where it exists and ENOSYS where it does not.
+pub fn mount_setattr_available() -> bool {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: an invalid fd and a valid struct: the kernel only validates and fails.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    r == 0 || nix::Error::last() != nix::errno::Errno::ENOSYS
+}
+
+/// mount_setattr(2) on the mount `fd` refers to (and its submounts when `recursive`).
+pub(crate) fn mount_setattr_raw(
+    fd: &OwnedFd,
+    attr: &MountAttr,
+    recursive: bool,
+) -> nix::Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty path, struct of the size passed.
     let r = unsafe {
@@ -101,7 +166,7 @@ pub(crate) fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -155,7 +220,8 @@ fn is_bind(m: &Mount, o: &MountOptions) -> bool {
     o.is_bind() || m.typ().as_deref() == Some("bind")
 }
 
-fn source_path(m: &Mount, bundle: &Path) -> Option<PathBuf> {
+/// A bind mount's source on the host: absolute, or relative to the bundle.
+pub(crate) fn source_path(m: &Mount, bundle: &Path) -> Option<PathBuf> {
     m.source().as_ref().map(|s| {
         if s.is_absolute() {
             s.clone()
@@ -209,13 +275,13 @@ pub fn prepare(cx: &Context2) -> Result<()> {
     )?;
     let root = Root::open(cx.rootfs)?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        mount_one(&root, cx, m).map_err(|e| Error::Config {
+        mount_one(&root, cx, i, m).map_err(|e| Error::Config {
             path: PathBuf::from(format!("mounts[{i}] {}", m.destination().display())),
             message: e.to_string(),
         })?;
     }
     if needs_dev_setup(spec) {
-        default_devices(&root, cx.new_userns)?;
+        default_devices(&root, cx.userns)?;
     }
     for (i, d) in linux
         .and_then(|l| l.devices().as_ref())
@@ -223,7 +289,7 @@ pub fn prepare(cx: &Context2) -> Result<()> {
         .flatten()
         .enumerate()
     {
-        create_device(&root, d, cx.new_userns)
+        create_device(&root, d, cx.userns)
             .map_err(|e| Error::spec(format!("linux.devices[{i}]"), e.to_string()))?;
     }
     // A process.cwd the image lacks is created, as runc does once the mounts are in place and
@@ -235,7 +301,7 @@ pub fn prepare(cx: &Context2) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(root: &Root, cx: &Context2, m: &Mount) -> Result<()> {
+fn mount_one(root: &Root, cx: &Context2, index: usize, m: &Mount) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::spec("destination", "must be an absolute path"));
@@ -254,7 +320,46 @@ fn mount_one(root: &Root, cx: &Context2, m: &Mount) -> Result<()> {
     }
     let typ = m.typ().as_deref().unwrap_or("");
     let flags_no_ro = o.flags - MsFlags::MS_RDONLY;
-    let target = if is_bind(m, &o) {
+    let mut from_parent = cx.sources.borrow_mut().remove(&index);
+    if from_parent.is_none() && cx.userns && is_bind(m, &o) {
+        if let Some(src) = source_path(m, cx.bundle) {
+            if let Err(e) = std::fs::metadata(&src) {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    from_parent = Some(cx.source_from_parent(index)?);
+                }
+            }
+        }
+    }
+    let target = if let Some(tree) = &from_parent {
+        // The parent's detached clone goes onto the target resolved in the root.
+        let is_dir = nix::sys::stat::fstat(tree)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .ctx(|| format!("stat the source of {}", dest.display()))?;
+        let t = if is_dir {
+            root.mkdir_all(dest, 0o755)?
+        } else {
+            root.mkfile(dest, 0o644)?
+        };
+        crate::idmap::attach(tree, &t, dest)?;
+        let t = root
+            .resolve(dest)
+            .ctx(|| format!("resolve {}", dest.display()))?;
+        // A clone of a shared host mount would be its peer: receive only, like every mount
+        // copied into the container's namespace (the spec's propagation comes after).
+        mnt(
+            None,
+            &fd_path(&t),
+            None,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None,
+            || format!("make {} a slave", dest.display()),
+        )?;
+        let extra = o.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+        if !extra.is_empty() {
+            remount_bind(&fd_path(&t), extra, &|| dest.display().to_string())?;
+        }
+        t
+    } else if is_bind(m, &o) {
         let src = source_path(m, cx.bundle)
             .ok_or_else(|| Error::spec("source", "a bind mount needs a source"))?;
         let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display()))?;
@@ -317,7 +422,7 @@ fn mount_one(root: &Root, cx: &Context2, m: &Mount) -> Result<()> {
             (Ok(()), _) => {}
             // sysfs cannot be mounted without owning the network namespace: bind the host's
             // read-only instead (runc does the same).
-            (Err(nix::errno::Errno::EPERM), "sysfs") if !cx.new_netns || cx.new_userns => {
+            (Err(nix::errno::Errno::EPERM), "sysfs") if !cx.new_netns || cx.userns => {
                 mnt(
                     Some(Path::new("/sys")),
                     &fd_path(&t),
@@ -399,7 +504,36 @@ fn mount_cgroup(root: &Root, cx: &Context2, m: &Mount, o: &MountOptions) -> Resu
                 None,
                 || format!("mount cgroup2 on {}", dest.display()),
             )?;
-        } else if let Some(dir) = &info.v2_dir {
+            return Ok(());
+        }
+        // No cgroup namespace (privileged containers): like runc, the cgroup2 filesystem
+        // itself, the whole hierarchy. A cgroup2 mount made in the host's cgroup namespace
+        // re-applies its options to the one superblock (kernel apply_cgroup_root_flags), so it
+        // carries the host's: without them it would switch nsdelegate and
+        // memory_recursiveprot off for the whole node (containerd#12952).
+        let mut data: Vec<&str> = info.v2_super_options.iter().map(String::as_str).collect();
+        for d in o.data.split(',').filter(|d| !d.is_empty()) {
+            if !data.contains(&d) {
+                data.push(d);
+            }
+        }
+        let data = data.join(",");
+        match mount(
+            Some(Path::new("cgroup2")),
+            &fd_path(&t),
+            Some("cgroup2"),
+            o.flags - MsFlags::MS_REMOUNT,
+            Some(data.as_str()).filter(|d| !d.is_empty()),
+        ) {
+            Ok(()) => return Ok(()),
+            // In a user namespace without its own cgroup namespace the kernel refuses: show the
+            // container's own cgroup instead (runc's fallback).
+            Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => {
+                return Err(e).ctx(|| format!("mount cgroup2 ({data}) on {}", dest.display()))
+            }
+        }
+        if let Some(dir) = &info.v2_dir {
             mnt(
                 Some(dir),
                 &fd_path(&t),

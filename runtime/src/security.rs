@@ -180,6 +180,43 @@ pub fn apparmor_enabled() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether securityfs' `apparmor/profiles` text (`NAME (MODE)` lines) lists `name`.
+fn profile_listed(profiles: &str, name: &str) -> bool {
+    profiles
+        .lines()
+        .any(|l| l.rsplit_once(" (").map_or(l, |(n, _)| n) == name)
+}
+
+/// Checks, before anything is created, that `process.apparmorProfile` can be applied: AppArmor
+/// is enabled, and the profile is loaded (`unconfined` always is; a profile in another policy
+/// namespace, `:ns:name`, is left to the kernel). Without it the container's execve would fail
+/// with a bare ENOENT from `/proc/self/attr/apparmor/exec` after all the set-up.
+///
+/// Errors: `Unsupported` when AppArmor is not enabled; a `process.apparmorProfile` spec error
+/// naming the profile when it is not loaded.
+pub fn check_apparmor_profile(profile: &str) -> Result<()> {
+    if !apparmor_enabled() {
+        return Err(Error::Unsupported {
+            feature: format!("process.apparmorProfile {profile:?}"),
+            reason: "AppArmor is not enabled on this host".into(),
+        });
+    }
+    if profile == "unconfined" || profile.starts_with(':') {
+        return Ok(());
+    }
+    // Where securityfs is not mounted the kernel has the last word at execve.
+    match std::fs::read_to_string("/sys/kernel/security/apparmor/profiles") {
+        Ok(loaded) if !profile_listed(&loaded, profile) => Err(Error::spec(
+            "process.apparmorProfile",
+            format!(
+                "AppArmor profile {profile:?} is not loaded (load it with apparmor_parser; \
+                 /sys/kernel/security/apparmor/profiles lists the loaded ones)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Arranges for `profile` to be applied at the next execve, through the verified procfs
 /// (a label written anywhere else would leave the container unconfined: CVE-2019-19921).
 pub fn apply_apparmor(proc: &crate::procfs::Proc, profile: &str) -> Result<()> {
@@ -257,6 +294,20 @@ pub fn sysctl_namespace(key: &str) -> Option<crate::namespaces::Kind> {
 mod tests {
     use super::*;
     use crate::namespaces::Kind;
+
+    #[test]
+    fn apparmor_profiles_are_looked_up_by_exact_name() {
+        let list = "cri-containerd.apparmor.d (enforce)\nhusk-deny (complain)\nnvidia_modprobe//kmod (enforce)\n";
+        assert!(profile_listed(list, "husk-deny"));
+        assert!(profile_listed(list, "nvidia_modprobe//kmod"));
+        assert!(!profile_listed(list, "husk"));
+        assert!(!profile_listed(list, "cri-containerd"));
+        if !apparmor_enabled() {
+            // This host: today's clear error, before anything is created.
+            let e = check_apparmor_profile("husk-deny").unwrap_err().to_string();
+            assert!(e.contains("AppArmor is not enabled on this host"), "{e}");
+        }
+    }
 
     #[test]
     fn ambient_capabilities_need_permitted_and_inheritable() {

@@ -135,6 +135,16 @@ pub fn validate(spec: &Spec, plan: &[Action]) -> Result<()> {
             }
         }
     }
+    let userns_maps = linux
+        .filter(|_| namespaces::creates(plan, Kind::User))
+        .map(|l| crate::idmap::Mappings {
+            uid: id_mappings(l.uid_mappings()),
+            gid: id_mappings(l.gid_mappings()),
+        });
+    if let Some(m) = &userns_maps {
+        crate::idmap::validate("linux.uidMappings", &m.uid)?;
+        crate::idmap::validate("linux.gidMappings", &m.gid)?;
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(Error::spec(
@@ -142,12 +152,16 @@ pub fn validate(spec: &Spec, plan: &[Action]) -> Result<()> {
                 format!("{} must be absolute", m.destination().display()),
             ));
         }
-        if let Err(e) = crate::mountopts::parse(m.options().as_deref().unwrap_or(&[])) {
-            return Err(Error::Unsupported {
-                feature: format!("mounts[{i}].options {}", e.0),
-                reason: "not supported by husk yet".into(),
-            });
-        }
+        let o = match crate::mountopts::parse(m.options().as_deref().unwrap_or(&[])) {
+            Ok(o) => o,
+            Err(e) => {
+                return Err(Error::Unsupported {
+                    feature: format!("mounts[{i}].options {}", e.0),
+                    reason: "not supported by husk yet".into(),
+                })
+            }
+        };
+        validate_idmapped_mount(i, m, &o, plan, userns_maps.as_ref())?;
     }
     if let Some(p) = process
         .apparmor_profile()
@@ -172,6 +186,113 @@ pub fn validate(spec: &Spec, plan: &[Action]) -> Result<()> {
             return Err(Error::spec(
                 "process.oomScoreAdj",
                 format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `linux.uidMappings`-style entries as (containerID, hostID, size).
+pub fn id_mappings(
+    m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>,
+) -> Vec<crate::idmap::IdMapping> {
+    m.iter()
+        .flatten()
+        .map(|x| (x.container_id(), x.host_id(), x.size()))
+        .collect()
+}
+
+/// The mappings an idmapped mount asks for: its own `uidMappings`/`gidMappings`, or `None`
+/// for an `idmap`/`ridmap` mount without them (it takes the container's user namespace maps).
+pub fn mount_mappings(m: &oci_spec::runtime::Mount) -> Option<crate::idmap::Mappings> {
+    let (uid, gid) = (id_mappings(m.uid_mappings()), id_mappings(m.gid_mappings()));
+    (!uid.is_empty() || !gid.is_empty()).then_some(crate::idmap::Mappings { uid, gid })
+}
+
+/// Whether mount `m` (options `o`) is idmapped: it has mappings or `idmap`/`ridmap`.
+pub fn is_idmapped(m: &oci_spec::runtime::Mount, o: &crate::mountopts::MountOptions) -> bool {
+    o.idmap.is_some() || mount_mappings(m).is_some()
+}
+
+/// An idmapped mount (runtime spec 1.2 config.md, `idmap`/`ridmap` and mount `uidMappings`):
+/// a bind mount; both maps or neither; maps the kernel accepts; without maps, a container user
+/// namespace to take them from; and, with a user namespace of the container's own, host ids
+/// inside it (outside, its processes would see files as owned by the overflow id 65534 and
+/// could not write them). The last check for a joined user namespace happens at create, once
+/// its maps can be read.
+fn validate_idmapped_mount(
+    i: usize,
+    m: &oci_spec::runtime::Mount,
+    o: &crate::mountopts::MountOptions,
+    plan: &[Action],
+    userns: Option<&crate::idmap::Mappings>,
+) -> Result<()> {
+    if !is_idmapped(m, o) {
+        return Ok(());
+    }
+    let field = |f: &str| format!("mounts[{i}].{f}");
+    if !(o.is_bind() || m.typ().as_deref() == Some("bind")) {
+        return Err(Error::spec(
+            field("options"),
+            format!(
+                "{} is idmapped (uidMappings/gidMappings, idmap or ridmap), which only a bind \
+                 mount can be",
+                m.destination().display()
+            ),
+        ));
+    }
+    let Some(maps) = mount_mappings(m) else {
+        if !namespaces::has(plan, Kind::User) {
+            return Err(Error::spec(
+                field("options"),
+                "idmap/ridmap without uidMappings and gidMappings takes the container's user \
+                 namespace mappings, but the container has no user namespace",
+            ));
+        }
+        return Ok(());
+    };
+    if maps.uid.is_empty() || maps.gid.is_empty() {
+        return Err(Error::spec(
+            field(if maps.uid.is_empty() {
+                "uidMappings"
+            } else {
+                "gidMappings"
+            }),
+            "uidMappings and gidMappings must be given together",
+        ));
+    }
+    crate::idmap::validate(&field("uidMappings"), &maps.uid)?;
+    crate::idmap::validate(&field("gidMappings"), &maps.gid)?;
+    if let Some(ns) = userns {
+        check_within(i, &maps, ns, "linux.uidMappings", "linux.gidMappings")?;
+    }
+    Ok(())
+}
+
+/// Mount `i`'s maps must point at host ids of the container's user namespace `ns`.
+pub fn check_within(
+    i: usize,
+    maps: &crate::idmap::Mappings,
+    ns: &crate::idmap::Mappings,
+    uid_what: &str,
+    gid_what: &str,
+) -> Result<()> {
+    for (f, inner, outer, what) in [
+        ("uidMappings", &maps.uid, &ns.uid, uid_what),
+        ("gidMappings", &maps.gid, &ns.gid, gid_what),
+    ] {
+        if let Some((a, b)) = crate::idmap::uncovered(inner, outer) {
+            return Err(Error::spec(
+                format!("mounts[{i}].{f}"),
+                format!(
+                    "host ids {a}-{b} are outside the container's user namespace ({what}: {}); \
+                     its processes would see those files as owned by nobody (65534)",
+                    outer
+                        .iter()
+                        .map(|(c, h, s)| format!("{c}:{h}:{s}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
             ));
         }
     }

@@ -53,8 +53,12 @@ pub struct Persisted {
     pub cgroup: crate::cgroups::CgroupPaths,
     /// Namespaces the container created (so exec knows what to join).
     pub new_pid_ns: bool,
+    /// Placed by the systemd cgroup driver (`systemd_unit` names its unit).
     #[serde(default)]
     pub use_systemd: bool,
+    /// The container's transient unit (`cri-containerd-<id>.scope`) with the systemd driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 /// runc's `state` JSON (also the element type of `list --format json`).

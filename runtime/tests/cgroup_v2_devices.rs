@@ -26,6 +26,10 @@ fn device_rules_are_enforced_by_the_bpf_program() {
     husk_runtime::cgroups::devices::bpf::apply(&dir, &rules).unwrap();
     // Applying again replaces the program instead of stacking a second one.
     husk_runtime::cgroups::devices::bpf::apply(&dir, &rules).unwrap();
+    assert_eq!(
+        husk_runtime::cgroups::devices::bpf::attached_names(&dir).unwrap(),
+        ["husk_devices"]
+    );
     let probe = format!(
         "echo $$ > {}/cgroup.procs; [ \"$(head -c1 /dev/zero | wc -c)\" = 1 ] && echo zero-ok || echo zero-denied; cat /dev/null && echo null-ok || echo null-denied",
         dir.display()

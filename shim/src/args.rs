@@ -12,8 +12,34 @@ pub struct Args {
     pub debug: bool,
     pub version: bool,
     pub info: bool,
+    pub help: bool,
     pub action: String,
 }
+
+/// What `-h`/`-help` prints.
+pub const USAGE: &str = "\
+Usage: containerd-shim-husk-v2 [flags] [start|delete]
+
+containerd's runtime v2 shim for husk (runtime type io.containerd.husk.v2). containerd runs it;
+there is nothing to run by hand. Register it as a runtime handler and containerd starts one
+shim per pod (see README.md, \"Installing on a node\").
+
+Actions:
+  start     start (or find) the pod's shim server and print its address (containerd runs this)
+  delete    clean up after a shim that died: kill what is left, report the exit
+  (none)    serve the task API on the socket containerd handed over
+
+Flags (Go style, one dash or two):
+  -namespace NS        containerd namespace of the task
+  -id ID               task id
+  -address PATH        containerd's gRPC socket
+  -publish-binary PATH containerd binary that publishes events
+  -bundle PATH         bundle directory (delete; default: the working directory)
+  -socket ADDR         socket to serve on (serve mode)
+  -debug               debug logging
+  -info                print the runtime info (OCI features) containerd asks for, as protobuf
+  -v, -version         print the version
+  -h, -help            print this help";
 
 pub fn parse(argv: &[String]) -> Result<Args, String> {
     let mut a = Args::default();
@@ -54,6 +80,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "debug" => a.debug = inline.as_deref().is_none_or(|v| v == "true"),
             "v" | "version" => a.version = true,
             "info" => a.info = true,
+            "h" | "help" => a.help = true,
             other => return Err(format!("unknown flag -{other}")),
         }
     }
@@ -89,6 +116,13 @@ mod tests {
         let a = parse(&v("--debug=false -id=y")).unwrap();
         assert!(!a.debug);
         assert_eq!(a.id, "y");
+    }
+
+    #[test]
+    fn help() {
+        for f in ["-h", "--help", "-help"] {
+            assert!(parse(&v(f)).unwrap().help, "{f}");
+        }
     }
 
     #[test]

@@ -293,9 +293,20 @@ pub struct ProcessIo {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    /// The shim's write end of the container's stdin (dropped by CloseIO).
-    pub stdin_writer: std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>,
     pub copiers: Vec<Copier>,
+    /// The copy of containerd's stdin FIFO into the process.
+    stdin_copy: Option<StdinCopy>,
+}
+
+/// The shim's side of a stdin FIFO: a reader the copy drains, and a write handle of the
+/// shim's own so the FIFO never reads as end-of-file while containerd's writer comes and goes
+/// (a restart of containerd). CloseIO closes only that handle: the copy then runs on until
+/// every writer has closed and the FIFO is empty, so every byte written before CloseIO reaches
+/// the process; then the process's stdin is closed. (Dropping the copy at CloseIO lost what was
+/// still in the FIFO.)
+struct StdinCopy {
+    own_writer: Option<OwnedFd>,
+    task: tokio::task::AbortHandle,
 }
 
 impl ProcessIo {
@@ -303,8 +314,46 @@ impl ProcessIo {
     pub fn progress(&self) -> Vec<watch::Receiver<u64>> {
         self.copiers.iter().map(|c| c.progress.clone()).collect()
     }
+
+    /// CloseIO on stdin: the process reads end-of-file once everything written so far has
+    /// been copied and containerd's writer is closed too.
+    pub fn close_stdin(&mut self) {
+        if let Some(c) = &mut self.stdin_copy {
+            c.own_writer = None;
+        }
+    }
 }
 
+impl Drop for ProcessIo {
+    /// The process is deleted: nobody reads its stdin any more.
+    fn drop(&mut self) {
+        if let Some(c) = &self.stdin_copy {
+            c.task.abort();
+        }
+    }
+}
+
+/// Opens containerd's stdin FIFO (reader first, then the shim's own writer: a FIFO opened for
+/// writing without blocking needs a reader) and starts copying it into `dst`.
+fn copy_stdin_from(path: &str, dst: OwnedFd) -> Result<StdinCopy, String> {
+    let src = open_path(path, libc::O_RDONLY | libc::O_NONBLOCK)
+        .map_err(|e| format!("open stdin {path}: {e}"))?;
+    let is_fifo = nix::sys::stat::fstat(src.as_fd())
+        .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFIFO)
+        .unwrap_or(false);
+    let own_writer = if is_fifo {
+        Some(
+            open_path(path, libc::O_WRONLY | libc::O_NONBLOCK)
+                .map_err(|e| format!("open stdin {path} for writing: {e}"))?,
+        )
+    } else {
+        None
+    };
+    Ok(StdinCopy {
+        own_writer,
+        task: spawn_stdin(src, dst),
+    })
+}
 /// Sets up pipes and copiers for the non-terminal case.
 pub fn setup(stdin: &str, stdout: &str, stderr: &str, owner: &Owner) -> Result<ProcessIo, String> {
     let mut io = ProcessIo::default();
@@ -313,7 +362,7 @@ pub fn setup(stdin: &str, stdout: &str, stderr: &str, owner: &Owner) -> Result<P
     let out_sink = parse_uri(stdout)?;
     let err_sink = parse_uri(stderr)?;
     if let Sink::Binary { path, args } = &out_sink {
-        let (out, err) = start_logger(path, args, owner)?;
+        let (out, err) = start_logger(path, args, owner, LOGGER_READY_WAIT)?;
         io.stdout = Some(out);
         io.stderr = Some(err);
     }
@@ -339,63 +388,81 @@ pub fn setup(stdin: &str, stdout: &str, stderr: &str, owner: &Owner) -> Result<P
         Sink::None => io.stdin = Some(devnull()?),
         Sink::Binary { .. } => return Err(format!("{stdin}: a logger cannot be stdin")),
         Sink::Fifo(p) | Sink::File(p) => {
-            let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
-                .map_err(|e| format!("open stdin {p}: {e}"))?;
             let (r, w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+            io.stdin_copy = Some(copy_stdin_from(&p, w)?);
             io.stdin = Some(r);
-            let w = std::sync::Arc::new(std::sync::Mutex::new(Some(w)));
-            io.stdin_writer = w.clone();
-            spawn_stdin(src, w);
         }
     }
     Ok(io)
 }
 
-/// Copies containerd's stdin FIFO into the container until CloseIO drops the writer.
-fn spawn_stdin(src: OwnedFd, writer: std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>) {
+/// Copies `src` (containerd's stdin FIFO) into `dst` (the process's stdin pipe, or its pty
+/// master) until end-of-file, then closes `dst`. Async and abortable: a process that never
+/// reads its stdin holds no thread.
+fn spawn_stdin(src: OwnedFd, dst: OwnedFd) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
-        set_nonblock(&src);
-        let Ok(src) = crate::io::async_fd(src) else {
-            return;
+        let src = match Src::of(src) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "stdin source");
+                return;
+            }
+        };
+        set_nonblock(&dst);
+        let dst = match crate::io::async_fd(dst) {
+            Ok(d) => Dst::Async(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "stdin destination");
+                return;
+            }
         };
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            let n = match read_some(&src, &mut buf).await {
-                Ok(0) | Err(_) => break,
+            let n = match src.read(&mut buf).await {
+                Ok(0) => break,
                 Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stdin read");
+                    break;
+                }
             };
-            let w = writer
-                .lock()
-                .unwrap()
-                .as_ref()
-                .and_then(|w| w.try_clone().ok());
-            let Some(w) = w else { break };
-            // Blocking write on a dup in a blocking thread: the container may read slowly.
-            let data = buf[..n].to_vec();
-            let ok = tokio::task::spawn_blocking(move || {
-                // SAFETY: clearing O_NONBLOCK on our own dup.
-                unsafe {
-                    let f = libc::fcntl(w.as_raw_fd(), libc::F_GETFL);
-                    libc::fcntl(w.as_raw_fd(), libc::F_SETFL, f & !libc::O_NONBLOCK);
-                }
-                let mut d = &data[..];
-                while !d.is_empty() {
-                    match nix::unistd::write(&w, d) {
-                        Ok(n) => d = &d[n..],
-                        Err(_) => return false,
-                    }
-                }
-                true
-            })
-            .await
-            .unwrap_or(false);
-            if !ok {
+            // EPIPE: the process closed its stdin (or exited); the rest has nowhere to go.
+            if write_all(&dst, &buf[..n]).await.is_err() {
                 break;
             }
         }
-        writer.lock().unwrap().take();
-    });
+    })
+    .abort_handle()
 }
+
+/// A stdin source: a FIFO (polled) or a regular file (file://; reads do not block for long).
+enum Src {
+    Async(AsyncFd<OwnedFd>),
+    Blocking(OwnedFd),
+}
+
+impl Src {
+    fn of(fd: OwnedFd) -> std::io::Result<Src> {
+        let regular = nix::sys::stat::fstat(fd.as_fd())
+            .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG)
+            .unwrap_or(false);
+        if regular {
+            return Ok(Src::Blocking(fd));
+        }
+        set_nonblock(&fd);
+        crate::io::async_fd(fd).map(Src::Async)
+    }
+
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Src::Async(a) => read_some(a, buf).await,
+            Src::Blocking(f) => nix::unistd::read(f, buf).map_err(std::io::Error::from),
+        }
+    }
+}
+
+/// How long a `binary://` logger may take to signal readiness.
+pub const LOGGER_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// Whose stdio this is (a logger binary is told).
 pub struct Owner {
@@ -405,7 +472,12 @@ pub struct Owner {
 
 /// Starts a `binary://` logger and waits until it says it is ready. Returns the write ends the
 /// container gets as stdout and stderr; the logger reads them directly.
-fn start_logger(path: &str, args: &[String], owner: &Owner) -> Result<(OwnedFd, OwnedFd), String> {
+fn start_logger(
+    path: &str,
+    args: &[String],
+    owner: &Owner,
+    within: Duration,
+) -> Result<(OwnedFd, OwnedFd), String> {
     use std::os::unix::process::CommandExt;
     let (out_r, out_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -444,7 +516,34 @@ fn start_logger(path: &str, args: &[String], owner: &Owner) -> Result<(OwnedFd, 
             .map_err(|e| format!("start logger {path}: {e}"))?
     };
     drop((out_r, err_r, ready_w));
-    // Ready: a byte (binary-v2) or the logger closing fd 5 (binary).
+    // Ready: a byte (binary-v2) or the logger closing fd 5 (binary). Bounded: a logger that
+    // never says so is an error, and is killed (the orphan reaper reaps it).
+    let mut p = libc::pollfd {
+        fd: ready_r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = Instant::now() + within;
+    let ready = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_micros().div_ceil(1000) as libc::c_int;
+        // SAFETY: poll on one valid pollfd.
+        match unsafe { libc::poll(&mut p, 1, ms) } {
+            r if r > 0 => break true,
+            r if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+            _ if Instant::now() < deadline => {}
+            _ => break false,
+        }
+    };
+    if !ready {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        return Err(format!(
+            "logger {path} did not signal readiness within {within:?}"
+        ));
+    }
     let mut b = [0u8; 1];
     let _ = nix::unistd::read(&ready_r, &mut b);
     tracing::debug!(id = %owner.id, logger = path, pid = child.id(), "logger ready");
@@ -462,13 +561,8 @@ pub fn setup_terminal(master: OwnedFd, stdin: &str, stdout: &str) -> Result<Proc
         Sink::None => {}
         Sink::Binary { .. } => return Err(format!("{stdin}: a logger cannot be stdin")),
         Sink::Fifo(p) | Sink::File(p) => {
-            let src = open_path(&p, libc::O_RDWR | libc::O_NONBLOCK)
-                .map_err(|e| format!("open stdin {p}: {e}"))?;
-            let w = std::sync::Arc::new(std::sync::Mutex::new(Some(
-                master.try_clone().map_err(|e| e.to_string())?,
-            )));
-            io.stdin_writer = w.clone();
-            spawn_stdin(src, w);
+            let writer = master.try_clone().map_err(|e| e.to_string())?;
+            io.stdin_copy = Some(copy_stdin_from(&p, writer)?);
         }
     }
     Ok(io)
@@ -560,6 +654,10 @@ mod tests {
         );
     }
 
+    fn close_stdin(io: &mut ProcessIo) {
+        io.close_stdin();
+    }
+
     /// IO with only stdout, going to `uri`; the write end of the container's stdout pipe.
     fn stdout_to(uri: &str) -> (ProcessIo, OwnedFd) {
         let owner = Owner {
@@ -620,5 +718,92 @@ mod tests {
             "the copy was over before the reader took anything"
         );
         assert_eq!(reader.join().unwrap(), N);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_byte_written_to_stdin_before_close_io_reaches_the_process() {
+        // A client writes into the stdin FIFO, then closes its end and sends CloseIO (ctr
+        // sends CloseIO first and closes right after: both orders). Nothing may be lost.
+        let owner = Owner {
+            id: "c".into(),
+            namespace: "n".into(),
+        };
+        for round in 0..16usize {
+            let dir = tempfile::tempdir().unwrap();
+            let fifo = dir.path().join("stdin");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let mut io = setup(fifo.to_str().unwrap(), "", "", &owner).unwrap();
+            let container_stdin = std::fs::File::from(io.stdin.take().unwrap());
+            // Fits in the FIFO: the client's writes never wait for the copy.
+            let data: Vec<u8> = (0..(round + 1) * 3000).map(|i| (i % 253) as u8).collect();
+            let mut client = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            std::io::Write::write_all(&mut client, &data).unwrap();
+            if round % 2 == 0 {
+                drop(client);
+                close_stdin(&mut io);
+            } else {
+                close_stdin(&mut io);
+                drop(client);
+            }
+            let got = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::task::spawn_blocking(move || {
+                    let mut got = Vec::new();
+                    std::io::Read::read_to_end(&mut &container_stdin, &mut got).map(|_| got)
+                }),
+            )
+            .await
+            .expect("the process's stdin reached end-of-file")
+            .unwrap()
+            .unwrap();
+            assert_eq!(got.len(), data.len(), "round {round}: bytes lost");
+            assert_eq!(got, data);
+        }
+    }
+
+    #[test]
+    fn a_logger_that_never_signals_readiness_is_an_error_in_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = dir.path().join("logger.sh");
+        let pidfile = dir.path().join("pid");
+        std::fs::write(
+            &logger,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 1000\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let owner = Owner {
+            id: "c".into(),
+            namespace: "n".into(),
+        };
+        let t = Instant::now();
+        let e = start_logger(
+            logger.to_str().unwrap(),
+            &[],
+            &owner,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.contains("did not signal readiness"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed: gone or a zombie left to the reaper.
+        let t = Instant::now();
+        loop {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if st.is_empty() || st.contains("State:\tZ") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "logger still running");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! API the binary uses.
 
 pub mod args;
+pub mod console;
 pub mod events;
 pub mod io;
 pub mod lifecycle;
@@ -11,6 +12,8 @@ pub mod manager;
 pub mod metrics;
 pub mod mount;
 pub mod oom;
+pub mod options;
 pub mod reaper;
 pub mod residency;
 pub mod service;
+pub mod shim_cgroup;

@@ -36,6 +36,22 @@ pub enum Transition {
     Deleted(String),
     #[error("cannot start exec {0}: the container's init has exited")]
     InitGone(String),
+    #[error("process {0} already finished")]
+    Finished(String),
+    #[error("process {0} is not started")]
+    NotStarted(String),
+}
+
+/// What a Kill request signals, once the state allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillTarget {
+    /// The init process (and with `all`, every process of the container's cgroup).
+    Init { all: bool },
+    /// Whatever is left in the cgroup of an init that has exited: nothing to signal is
+    /// success, as `runc kill --all` on a stopped container exits 0.
+    RemainingOfStoppedInit,
+    /// One exec'd process.
+    Exec,
 }
 
 impl ProcState {
@@ -73,6 +89,27 @@ impl ProcState {
             ProcState::Created | ProcState::Stopped(_) => Ok(ProcState::Deleted),
             ProcState::Running | ProcState::Paused => Err(Transition::StillRunning(who.into())),
             ProcState::Deleted => Err(Transition::Deleted(who.into())),
+        }
+    }
+    /// Kill as containerd's runc shim answers it: a created or running init is signalled; an
+    /// exited init is `Finished` (NotFound to containerd) unless `all` asks for what is left
+    /// of its cgroup; an exec not started yet is `NotStarted` (FailedPrecondition), an exited
+    /// one `Finished` (its pid may already belong to another process).
+    ///
+    /// containerd's `WithProcessKill` (CRI's exit handler and `ctr task delete -f` use it)
+    /// sends Kill with `all` while its Wait on the same process is pending, and cancels that
+    /// Wait as soon as Kill fails with FailedPrecondition: the shim's Wait reply then reaches
+    /// a ttrpc stream containerd has dropped ("received message on inactive stream").
+    pub fn kill(self, who: &str, init: bool, all: bool) -> Result<KillTarget, Transition> {
+        match (self, init) {
+            (ProcState::Created | ProcState::Running | ProcState::Paused, true) => {
+                Ok(KillTarget::Init { all })
+            }
+            (ProcState::Stopped(_), true) if all => Ok(KillTarget::RemainingOfStoppedInit),
+            (ProcState::Running | ProcState::Paused, false) => Ok(KillTarget::Exec),
+            (ProcState::Created, false) => Err(Transition::NotStarted(who.into())),
+            (ProcState::Stopped(_), _) => Err(Transition::Finished(who.into())),
+            (ProcState::Deleted, _) => Err(Transition::Deleted(who.into())),
         }
     }
     pub fn exit_info(self) -> Option<Exit> {
@@ -193,6 +230,45 @@ mod tests {
 
     fn exit(pid: u32, status: u32) -> Exit {
         Exit { pid, status, at: 1 }
+    }
+
+    #[test]
+    fn kill_follows_runcs_shim() {
+        let stopped = ProcState::Stopped(exit(10, 0));
+        assert_eq!(
+            ProcState::Created.kill("c", true, false),
+            Ok(KillTarget::Init { all: false })
+        );
+        assert_eq!(
+            ProcState::Running.kill("c", true, true),
+            Ok(KillTarget::Init { all: true })
+        );
+        // containerd's WithProcessKill: kill --all on an exited init succeeds.
+        assert_eq!(
+            stopped.kill("c", true, true),
+            Ok(KillTarget::RemainingOfStoppedInit)
+        );
+        assert_eq!(
+            stopped.kill("c", true, false),
+            Err(Transition::Finished("c".into()))
+        );
+        assert_eq!(
+            ProcState::Running.kill("e", false, true),
+            Ok(KillTarget::Exec)
+        );
+        assert_eq!(
+            ProcState::Created.kill("e", false, false),
+            Err(Transition::NotStarted("e".into()))
+        );
+        // An exited exec's pid may be reused: never signalled, with or without `all`.
+        assert_eq!(
+            stopped.kill("e", false, true),
+            Err(Transition::Finished("e".into()))
+        );
+        assert_eq!(
+            ProcState::Deleted.kill("c", true, true),
+            Err(Transition::Deleted("c".into()))
+        );
     }
 
     #[test]

@@ -14,10 +14,14 @@ fn main() {
     let args = match args::parse(&argv) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("containerd-shim-husk-v2: {e}");
+            eprintln!("containerd-shim-husk-v2: {e} (-h prints usage)");
             std::process::exit(2);
         }
     };
+    if args.help {
+        println!("{}", args::USAGE);
+        return;
+    }
     if args.info {
         manager::print(&manager::info());
         return;
@@ -104,8 +108,20 @@ fn serve(args: args::Args) -> Result<(), String> {
             args.namespace.clone(),
         );
         // A shim lives as long as its pod: do not keep a copy of this binary in memory for it.
+        // The systemd driver's D-Bus connection (opened on the first container that uses it)
+        // runs on this runtime: no thread of its own; runtime calls come from blocking threads.
         let runtime = husk_runtime::Runtime::new(manager::runtime_root(&args.namespace))
-            .keep_helper_copy(false);
+            .keep_helper_copy(false)
+            .with_systemd(
+                husk_runtime::cgroups::systemd::Systemd::new(
+                    husk_runtime::cgroups::systemd::Executor::Shared(
+                        tokio::runtime::Handle::current(),
+                    ),
+                )
+                // Trim once the idle connection is closed: it is not needed until the next
+                // container.
+                .on_idle(residency::touch),
+            );
         let service = Arc::new(service::Service::new(
             args.namespace.clone(),
             runtime,

@@ -3,6 +3,7 @@
 //! Both run before any thread exists.
 
 use crate::args::Args;
+use crate::options::RuntimeOptions;
 use containerd_shim_protos::protobuf::Message;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -46,8 +47,13 @@ pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
     PathBuf::from(SOCKET_DIR).join(hex)
 }
 
+/// What containerd wrote to stdin (it closes it after). A terminal is nobody's input: a
+/// person running the shim by hand would otherwise wait for end-of-file.
 fn read_stdin() -> Vec<u8> {
     let mut buf = Vec::new();
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return buf;
+    }
     let _ = std::io::stdin().read_to_end(&mut buf);
     buf
 }
@@ -122,7 +128,14 @@ fn runtime_info() -> Vec<u8> {
 
 /// `start`: prints the ttrpc address of the pod's shim, starting it if needed.
 pub fn start(args: &Args) -> Result<Vec<u8>, String> {
-    let input = classify_stdin(&read_stdin(), &args.id);
+    let stdin = read_stdin();
+    let input = classify_stdin(&stdin, &args.id);
+    let options = match &input {
+        StartInput::Legacy => RuntimeOptions::from_stdin(&stdin),
+        StartInput::Bootstrap(p) => RuntimeOptions::from_bootstrap(p),
+    }
+    .map_err(|e| e.to_string())?;
+    let shim_cgroup = options.shim_cgroup().map_err(|e| e.to_string())?;
     let mut args = args.clone();
     if let StartInput::Bootstrap(p) = &input {
         if !p.namespace.is_empty() {
@@ -136,11 +149,14 @@ pub fn start(args: &Args) -> Result<Vec<u8>, String> {
         }
         args.debug |= p.log_level < 0;
     }
-    let address = start_server(&args)?;
+    let address = start_server(&args, shim_cgroup.as_deref())?;
     Ok(start_reply(&input, &address))
 }
 
-fn start_server(args: &Args) -> Result<String, String> {
+/// Starts the pod's shim server (or finds it running) and returns its address. A new server
+/// is moved into `shim_cgroup` before containerd learns its address; if that fails, the
+/// server is killed and `start` fails, as with containerd's runc shim.
+fn start_server(args: &Args, shim_cgroup: Option<&str>) -> Result<String, String> {
     let bundle = std::env::current_dir().map_err(|e| format!("cwd: {e}"))?;
     let group = grouping_id(&bundle, &args.id);
     let sock = socket_path(&args.address, &args.namespace, &group);
@@ -202,8 +218,16 @@ fn start_server(args: &Args) -> Result<String, String> {
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| format!("start shim server: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("start shim server: {e}"))?;
     drop(listener);
+    if let Some(cg) = shim_cgroup {
+        if let Err(e) = crate::shim_cgroup::join(child.id(), cg) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&sock);
+            return Err(e.to_string());
+        }
+    }
     // The server is a daemon: it is reparented to init (or the nearest subreaper) when we exit.
     let _ = child.id();
     write_address(&bundle, &address)?;
@@ -331,6 +355,7 @@ mod tests {
             .unwrap()
             .iter()
             .any(|o| o == "rro"));
+        assert_eq!(v["linux"]["cgroup"]["systemd"], true);
     }
 
     #[test]

@@ -126,14 +126,161 @@ pub fn collect_v1(paths: &CgroupPaths) -> v1::Metrics {
     m
 }
 
+/// A single-value file: a number, `max` as u64::MAX (containerd/cgroups' reading), else 0.
+fn num_or_max(dir: &Path, file: &str) -> u64 {
+    match read(dir, file).trim() {
+        "max" => u64::MAX,
+        v => v.parse().unwrap_or(0),
+    }
+}
+
+/// A pressure file (`cpu.pressure`, `memory.pressure`, `io.pressure`): `some` and `full` lines of
+/// `avg10= avg60= avg300= total=` (kernel Documentation/accounting/psi.rst; total in µs, as
+/// containerd passes it). `None` where the kernel has no PSI for the cgroup (ENOENT, or
+/// EOPNOTSUPP with `cgroup.pressure` 0), as runc and containerd tolerate.
+pub fn psi(dir: &Path, file: &str) -> Option<v2::PSIStats> {
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    let mut stats = v2::PSIStats::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let kind = it.next()?;
+        let mut d = v2::PSIData::new();
+        for kv in it {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "avg10" => d.avg10 = v.parse().unwrap_or(0.0),
+                "avg60" => d.avg60 = v.parse().unwrap_or(0.0),
+                "avg300" => d.avg300 = v.parse().unwrap_or(0.0),
+                "total" => d.total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        match kind {
+            "some" => stats.some = MessageField::some(d),
+            "full" => stats.full = MessageField::some(d),
+            _ => {}
+        }
+    }
+    Some(stats)
+}
+
+/// `io.stat`: one entry per device (`MAJ:MIN rbytes= wbytes= rios= wios= ...`).
+fn io_usage(dir: &Path) -> Vec<v2::IOEntry> {
+    read(dir, "io.stat")
+        .lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace();
+            let (maj, min) = it.next()?.split_once(':')?;
+            let mut e = v2::IOEntry::new();
+            e.major = maj.parse().ok()?;
+            e.minor = min.parse().ok()?;
+            for kv in it {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let v = v.parse().unwrap_or(0);
+                match k {
+                    "rbytes" => e.rbytes = v,
+                    "wbytes" => e.wbytes = v,
+                    "rios" => e.rios = v,
+                    "wios" => e.wios = v,
+                    _ => {}
+                }
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// `rdma.current` / `rdma.max`: `DEVICE hca_handle=N hca_object=M` (`max` as u32::MAX).
+fn rdma_entries(dir: &Path, file: &str) -> Vec<v2::RdmaEntry> {
+    read(dir, file)
+        .lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace();
+            let mut e = v2::RdmaEntry::new();
+            e.device = it.next()?.to_string();
+            for kv in it {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let v = if v == "max" {
+                    u32::MAX
+                } else {
+                    v.parse().unwrap_or(0)
+                };
+                match k {
+                    "hca_handle" => e.hca_handles = v,
+                    "hca_object" => e.hca_objects = v,
+                    _ => {}
+                }
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// The huge page sizes of this kernel as cgroup files name them (`2MB`, `1GB`), from
+/// /sys/kernel/mm/hugepages (`hugepages-2048kB`).
+fn hugepage_sizes() -> Vec<String> {
+    let mut sizes: Vec<(u64, String)> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let kb: u64 = n
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            let name = if kb >= 1 << 20 {
+                format!("{}GB", kb >> 20)
+            } else if kb >= 1 << 10 {
+                format!("{}MB", kb >> 10)
+            } else {
+                format!("{kb}KB")
+            };
+            Some((kb, name))
+        })
+        .collect();
+    sizes.sort();
+    sizes.into_iter().map(|(_, n)| n).collect()
+}
+
+fn hugetlb(dir: &Path, sizes: &[String]) -> Vec<v2::HugeTlbStat> {
+    sizes
+        .iter()
+        .filter(|size| dir.join(format!("hugetlb.{size}.current")).exists())
+        .map(|size| {
+            let mut h = v2::HugeTlbStat::new();
+            h.current = num(dir, &format!("hugetlb.{size}.current"));
+            h.max = num_or_max(dir, &format!("hugetlb.{size}.max"));
+            h.failcnt = keyed(&read(dir, &format!("hugetlb.{size}.events")))
+                .get("max")
+                .copied()
+                .unwrap_or(0);
+            h.pagesize = size.clone();
+            h
+        })
+        .collect()
+}
+
+/// cgroup v2 Metrics as containerd's runc shim reports them (containerd/cgroups `cgroup2`
+/// `Manager.Stat`): pids, cpu, memory (memory.stat's keys, usage/limit/peak of memory and swap),
+/// memory_events, io, hugetlb, rdma, and PSI for cpu, memory and io where the kernel has it.
 pub fn collect_v2(paths: &CgroupPaths) -> v2::Metrics {
+    collect_v2_with(paths, &hugepage_sizes())
+}
+
+fn collect_v2_with(paths: &CgroupPaths, hugepage_sizes: &[String]) -> v2::Metrics {
     let mut m = v2::Metrics::new();
     let Some(d) = paths.dirs.get("") else {
         return m;
     };
     let mut p = v2::PidsStat::new();
     p.current = num(d, "pids.current");
-    p.limit = read(d, "pids.max").trim().parse().unwrap_or(0);
+    p.limit = num_or_max(d, "pids.max");
     m.pids = MessageField::some(p);
     let c = keyed(&read(d, "cpu.stat"));
     let g = |k: &str| c.get(k).copied().unwrap_or(0);
@@ -144,6 +291,9 @@ pub fn collect_v2(paths: &CgroupPaths) -> v2::Metrics {
     cs.nr_periods = g("nr_periods");
     cs.nr_throttled = g("nr_throttled");
     cs.throttled_usec = g("throttled_usec");
+    cs.nr_bursts = g("nr_bursts");
+    cs.burst_usec = g("burst_usec");
+    cs.psi = psi(d, "cpu.pressure").into();
     m.cpu = MessageField::some(cs);
     let s = keyed(&read(d, "memory.stat"));
     let g = |k: &str| s.get(k).copied().unwrap_or(0);
@@ -167,14 +317,25 @@ pub fn collect_v2(paths: &CgroupPaths) -> v2::Metrics {
     ms.slab_unreclaimable = g("slab_unreclaimable");
     ms.pgfault = g("pgfault");
     ms.pgmajfault = g("pgmajfault");
+    ms.workingset_refault = g("workingset_refault");
+    ms.workingset_activate = g("workingset_activate");
+    ms.workingset_nodereclaim = g("workingset_nodereclaim");
+    ms.pgrefill = g("pgrefill");
+    ms.pgscan = g("pgscan");
+    ms.pgsteal = g("pgsteal");
+    ms.pgactivate = g("pgactivate");
+    ms.pgdeactivate = g("pgdeactivate");
+    ms.pglazyfree = g("pglazyfree");
+    ms.pglazyfreed = g("pglazyfreed");
+    ms.thp_fault_alloc = g("thp_fault_alloc");
+    ms.thp_collapse_alloc = g("thp_collapse_alloc");
     ms.usage = num(d, "memory.current");
-    ms.usage_limit = read(d, "memory.max").trim().parse().unwrap_or(u64::MAX);
+    ms.usage_limit = num_or_max(d, "memory.max");
     ms.swap_usage = num(d, "memory.swap.current");
-    ms.swap_limit = read(d, "memory.swap.max")
-        .trim()
-        .parse()
-        .unwrap_or(u64::MAX);
+    ms.swap_limit = num_or_max(d, "memory.swap.max");
     ms.max_usage = num(d, "memory.peak");
+    ms.swap_max_usage = num(d, "memory.swap.peak");
+    ms.psi = psi(d, "memory.pressure").into();
     m.memory = MessageField::some(ms);
     let e = keyed(&read(d, "memory.events"));
     let g = |k: &str| e.get(k).copied().unwrap_or(0);
@@ -186,6 +347,15 @@ pub fn collect_v2(paths: &CgroupPaths) -> v2::Metrics {
     me.oom_kill = g("oom_kill");
     me.oom_group_kill = g("oom_group_kill");
     m.memory_events = MessageField::some(me);
+    let mut io = v2::IOStat::new();
+    io.usage = io_usage(d);
+    io.psi = psi(d, "io.pressure").into();
+    m.io = MessageField::some(io);
+    let mut rdma = v2::RdmaStat::new();
+    rdma.current = rdma_entries(d, "rdma.current");
+    rdma.limit = rdma_entries(d, "rdma.max");
+    m.rdma = MessageField::some(rdma);
+    m.hugetlb = hugetlb(d, hugepage_sizes);
     m
 }
 
@@ -213,12 +383,78 @@ mod tests {
         let mut dirs = BTreeMap::new();
         dirs.insert(String::new(), d.path().to_path_buf());
         let paths = CgroupPaths { v2: true, dirs };
-        let m = collect_v2(&paths);
+        std::fs::write(d.path().join("pids.max"), "max\n").unwrap();
+        std::fs::write(d.path().join("memory.peak"), "8192\n").unwrap();
+        std::fs::write(d.path().join("memory.swap.peak"), "512\n").unwrap();
+        std::fs::write(
+            d.path().join("memory.stat"),
+            "anon 10\nfile 20\nworkingset_refault 3\npgscan 7\nthp_fault_alloc 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("cpu.pressure"),
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.10 avg60=0.00 avg300=0.00 total=678\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("memory.pressure"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=4\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("io.stat"),
+            "254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("rdma.max"),
+            "mlx4_0 hca_handle=2 hca_object=max\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("hugetlb.2MB.current"), "2097152\n").unwrap();
+        std::fs::write(d.path().join("hugetlb.2MB.max"), "4194304\n").unwrap();
+        std::fs::write(d.path().join("hugetlb.2MB.events"), "max 5\n").unwrap();
+        let m = collect_v2_with(&paths, &["2MB".to_string(), "1GB".to_string()]);
         assert_eq!(m.memory_events.oom_kill, 4);
         assert_eq!(m.memory.usage, 4096);
         assert_eq!(m.memory.usage_limit, u64::MAX);
+        assert_eq!((m.memory.max_usage, m.memory.swap_max_usage), (8192, 512));
+        assert_eq!(
+            (m.memory.anon, m.memory.file, m.memory.workingset_refault),
+            (10, 20, 3)
+        );
+        assert_eq!((m.memory.pgscan, m.memory.thp_fault_alloc), (7, 1));
         assert_eq!(m.pids.current, 3);
+        assert_eq!(m.pids.limit, u64::MAX);
         assert_eq!(m.cpu.usage_usec, 100);
+        // PSI: some/full of avg10/avg60/avg300/total; io has none here (no io.pressure).
+        assert_eq!(m.cpu.psi.some.avg10, 1.5);
+        assert_eq!(m.cpu.psi.some.avg60, 0.25);
+        assert_eq!(m.cpu.psi.some.total, 12345);
+        assert_eq!(m.cpu.psi.full.total, 678);
+        assert_eq!(m.memory.psi.full.total, 4);
+        assert!(m.io.psi.is_none());
+        assert_eq!(m.io.usage.len(), 1);
+        let io = &m.io.usage[0];
+        assert_eq!(
+            (io.major, io.minor, io.rbytes, io.wbytes, io.rios, io.wios),
+            (254, 0, 4096, 8192, 1, 2)
+        );
+        assert_eq!(m.rdma.limit.len(), 1);
+        assert_eq!(
+            (
+                m.rdma.limit[0].device.as_str(),
+                m.rdma.limit[0].hca_handles,
+                m.rdma.limit[0].hca_objects
+            ),
+            ("mlx4_0", 2, u32::MAX)
+        );
+        assert_eq!(m.hugetlb.len(), 1, "only sizes with files are reported");
+        let h = &m.hugetlb[0];
+        assert_eq!(
+            (h.pagesize.as_str(), h.current, h.max, h.failcnt),
+            ("2MB", 2097152, 4194304, 5)
+        );
         assert_eq!(collect(&paths).type_url, "io.containerd.cgroups.v2.Metrics");
     }
 

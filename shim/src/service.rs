@@ -2,9 +2,10 @@
 //! a pod. The container map lock is only held for lookups, never across creation; runtime
 //! calls that fork run on blocking threads under the reaper's spawn guard.
 
+use crate::console::{ConsoleSocket, CONSOLE_WAIT};
 use crate::events::{Event, Publisher};
 use crate::io::ProcessIo;
-use crate::lifecycle::{Emit, EventGate, Exit, ProcState, Transition};
+use crate::lifecycle::{Emit, EventGate, Exit, KillTarget, ProcState, Transition};
 use async_trait::async_trait;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task as ev;
@@ -41,7 +42,7 @@ fn from_runtime(e: husk_runtime::Error) -> ttrpc::Error {
 
 fn from_transition(e: Transition) -> ttrpc::Error {
     let code = match e {
-        Transition::Deleted(_) => Code::NOT_FOUND,
+        Transition::Deleted(_) | Transition::Finished(_) => Code::NOT_FOUND,
         _ => Code::FAILED_PRECONDITION,
     };
     status(code, e.to_string())
@@ -55,6 +56,9 @@ struct Proc {
     stderr: String,
     terminal: bool,
     io: Option<ProcessIo>,
+    /// CloseIO on stdin came (possibly before Start set up the IO: ctr closes stdin as soon
+    /// as its own input ends, which can be while Start is still running).
+    stdin_closed: bool,
     console: Option<OwnedFd>,
     exit: watch::Sender<Option<Exit>>,
     spec: Option<oci_spec::runtime::Process>,
@@ -70,6 +74,7 @@ impl Proc {
             stderr: stderr.into(),
             terminal,
             io: None,
+            stdin_closed: false,
             console: None,
             exit: watch::channel(None).0,
             spec: None,
@@ -89,6 +94,15 @@ struct Ctr {
 }
 
 impl Ctr {
+    fn process_mut(&mut self, exec_id: &str) -> TResult<&mut Proc> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| status(Code::NOT_FOUND, format!("exec {exec_id} not found")))
+    }
+
     /// The init (empty exec id) or one of the execs.
     fn process(&self, exec_id: &str) -> TResult<&Proc> {
         if exec_id.is_empty() {
@@ -233,33 +247,72 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| status(Code::INTERNAL, format!("task: {e}")))
 }
 
-/// A temporary console socket the runtime sends the pty master to.
-fn console_socket() -> std::io::Result<(std::os::unix::net::UnixListener, PathBuf)> {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = PathBuf::from(crate::manager::SOCKET_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "husk-console-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&path);
-    Ok((std::os::unix::net::UnixListener::bind(&path)?, path))
+/// runc refuses a console socket for a process without a terminal, and a terminal without a
+/// console socket ("cannot use console socket if runc will not detach or allocate tty"), so
+/// containerd's runc shim fails such a Create; husk refuses it before creating anything.
+fn check_terminal(bundle: &std::path::Path, requested: bool) -> Result<(), String> {
+    let config = bundle.join("config.json");
+    let Ok(data) = std::fs::read(&config) else {
+        return Ok(()); // the runtime reports a missing or unreadable config.json
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+        return Ok(());
+    };
+    let in_spec = v
+        .pointer("/process/terminal")
+        .and_then(|t| t.as_bool())
+        .unwrap_or(false);
+    if in_spec != requested {
+        return Err(format!(
+            "the request's terminal ({requested}) differs from process.terminal ({in_spec}) in {}",
+            config.display()
+        ));
+    }
+    Ok(())
 }
 
-fn receive_console(
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-) -> Result<OwnedFd, String> {
-    listener.set_nonblocking(false).ok();
-    let r = (|| {
-        let (conn, _) = listener
-            .accept()
-            .map_err(|e| format!("accept console: {e}"))?;
-        husk_runtime::tty::recv_fd(&conn).map_err(|e| e.to_string())
-    })();
-    let _ = std::fs::remove_file(path);
-    r
+/// The console socket for a process with a terminal, in containerd's socket directory.
+fn console_socket(terminal: bool) -> TResult<Option<ConsoleSocket>> {
+    if !terminal {
+        return Ok(None);
+    }
+    ConsoleSocket::bind(std::path::Path::new(crate::manager::SOCKET_DIR))
+        .map(Some)
+        .map_err(|e| status(Code::INTERNAL, e.to_string()))
+}
+
+/// The pty master from `sock` (bounded by `CONSOLE_WAIT`) and the IO copying it to the
+/// process's stdio: the master is kept for ResizePty.
+async fn receive_terminal(
+    sock: ConsoleSocket,
+    stdin: String,
+    stdout: String,
+) -> Result<(OwnedFd, ProcessIo), String> {
+    let master = blocking(move || sock.receive(CONSOLE_WAIT))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let reader = master
+        .try_clone()
+        .map_err(|e| format!("dup pty master: {e}"))?;
+    let io = crate::io::setup_terminal(reader, &stdin, &stdout)?;
+    Ok((master, io))
+}
+
+/// Kills and reaps a process the shim gives up on before its exit is watched (bounded: a
+/// SIGKILLed process exits at once unless the kernel is stuck, and then the orphan reaper
+/// takes it later).
+async fn kill_and_reap(pid: i32, pidfd: OwnedFd) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    if tokio::time::timeout(
+        CONSOLE_WAIT,
+        crate::reaper::wait(pid, pidfd, std::future::ready(())),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(pid, "killed process did not exit in time");
+    }
 }
 
 fn task_status(s: ProcState, paused: bool) -> api::Status {
@@ -303,6 +356,7 @@ impl Task for Service {
             ));
         }
         let bundle = PathBuf::from(&req.bundle);
+        check_terminal(&bundle, req.terminal).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let rootfs = bundle.join("rootfs");
         crate::mount::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| status(Code::INTERNAL, e))?;
         let fail = |e: ttrpc::Error| {
@@ -325,24 +379,30 @@ impl Task for Service {
             )
             .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
         };
-        let console = if req.terminal {
-            Some(
-                console_socket()
-                    .map_err(|e| fail(status(Code::INTERNAL, format!("console socket: {e}"))))?,
-            )
-        } else {
-            None
-        };
+        let console = console_socket(req.terminal).map_err(fail)?;
+        let cgroup_driver = req
+            .options
+            .as_ref()
+            .map(|a| {
+                crate::options::RuntimeOptions::from_any(&husk_proto::Any {
+                    type_url: a.type_url.clone(),
+                    value: a.value.clone(),
+                })
+            })
+            .transpose()
+            .and_then(|o| Ok(o.map(|o| o.cgroup_driver()).transpose()?.flatten()))
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e.to_string())))?;
         let rt = self.runtime.clone();
         let id = req.id.clone();
         let opts = husk_runtime::CreateOptions {
             bundle: bundle.clone(),
-            console_socket: console.as_ref().map(|c| c.1.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             stdio: husk_runtime::StdioFds {
                 stdin: io.stdin.take(),
                 stdout: io.stdout.take(),
                 stderr: io.stderr.take(),
             },
+            cgroup_driver,
             ..Default::default()
         };
         let created = blocking(move || {
@@ -361,21 +421,30 @@ impl Task for Service {
         let pid = container.pid();
         let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         init.pid = pid as u32;
-        if let Some((listener, path)) = console {
-            let master = blocking(move || receive_console(listener, path))
-                .await?
-                .map_err(|e| status(Code::INTERNAL, e))?;
-            let tio = crate::io::setup_terminal(
-                master
-                    .try_clone()
-                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
-                &req.stdin,
-                &req.stdout,
-            )
-            .map_err(|e| status(Code::INTERNAL, e))?;
-            init.console = Some(master);
-            io = tio;
+        let mut pidfd = Some(pidfd);
+        if let Some(sock) = console {
+            match receive_terminal(sock, req.stdin.clone(), req.stdout.clone()).await {
+                Ok((master, tio)) => {
+                    init.console = Some(master);
+                    io = tio;
+                }
+                Err(e) => {
+                    // Nothing may stay behind a failed Create: the init, its cgroup, state
+                    // and the rootfs mount go.
+                    let (rt, id) = (self.runtime.clone(), req.id.clone());
+                    let _ = blocking(move || {
+                        let _g = crate::reaper::spawn_guard();
+                        rt.load(&id).and_then(|c| c.delete(true))
+                    })
+                    .await;
+                    if let Some(fd) = pidfd.take() {
+                        kill_and_reap(pid, fd).await;
+                    }
+                    return Err(fail(status(Code::INTERNAL, e)));
+                }
+            }
         }
+        let pidfd = pidfd.take().expect("pidfd kept until the exit watch");
         let output = io.progress();
         init.io = Some(io);
         let cgroup_paths = container.persisted().cgroup.clone();
@@ -508,14 +577,13 @@ impl Task for Service {
                 }
             }
         };
-        let console = if terminal {
-            Some(console_socket().map_err(|e| status(Code::INTERNAL, e.to_string()))?)
-        } else {
-            None
+        let console = match console_socket(terminal) {
+            Ok(c) => c,
+            Err(e) => return Err(fail_exec(&ctr, &self.events, e)),
         };
         let opts = husk_runtime::ExecOptions {
             process: spec,
-            console_socket: console.as_ref().map(|c| c.1.clone()),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             stdio: husk_runtime::StdioFds {
                 stdin: io.stdin.take(),
                 stdout: io.stdout.take(),
@@ -537,21 +605,20 @@ impl Task for Service {
             Ok(x) => x,
             Err(e) => return Err(fail_exec(&ctr, &self.events, from_runtime(e))),
         };
-        if let Some((listener, path)) = console {
-            let master = blocking(move || receive_console(listener, path))
-                .await?
-                .map_err(|e| status(Code::INTERNAL, e))?;
-            io = crate::io::setup_terminal(
-                master
-                    .try_clone()
-                    .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
-                &stdin,
-                &stdout,
-            )
-            .map_err(|e| status(Code::INTERNAL, e))?;
-            let mut c = ctr.lock().unwrap();
-            if let Some(p) = c.execs.get_mut(&req.exec_id) {
-                p.console = Some(master);
+        if let Some(sock) = console {
+            match receive_terminal(sock, stdin, stdout).await {
+                Ok((master, tio)) => {
+                    io = tio;
+                    let mut c = ctr.lock().unwrap();
+                    if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                        p.console = Some(master);
+                    }
+                }
+                Err(e) => {
+                    // Nobody holds the process's terminal: it must not run on as a zombie.
+                    kill_and_reap(pid, pidfd).await;
+                    return Err(fail_exec(&ctr, &self.events, status(Code::INTERNAL, e)));
+                }
             }
         }
         let output = io.progress();
@@ -559,6 +626,9 @@ impl Task for Service {
             let mut c = ctr.lock().unwrap();
             if let Some(p) = c.execs.get_mut(&req.exec_id) {
                 p.pid = pid as u32;
+                if p.stdin_closed {
+                    io.close_stdin();
+                }
                 p.io = Some(io);
             }
             let emits = c.gate.exec_started(&req.exec_id, pid as u32);
@@ -766,15 +836,28 @@ impl Task for Service {
         })?;
         let c = ctr.lock().unwrap();
         let (pid, state) = c.process(&req.exec_id).map(|p| (p.pid, p.state))?;
-        if matches!(state, ProcState::Stopped(_) | ProcState::Deleted) && !req.all {
-            return Err(status(Code::NOT_FOUND, "process already finished"));
-        }
-        if req.exec_id.is_empty() {
+        let who = if req.exec_id.is_empty() {
+            &req.id
+        } else {
+            &req.exec_id
+        };
+        match state
+            .kill(who, req.exec_id.is_empty(), req.all)
+            .map_err(from_transition)?
+        {
             // A created init counts as running for kill (containerd kills before delete).
-            c.container.kill(sig, req.all).map_err(from_runtime)?;
-        } else if pid > 0 {
-            sig.send(pid as i32)
-                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?;
+            KillTarget::Init { all } => c.container.kill(sig, all).map_err(from_runtime)?,
+            KillTarget::RemainingOfStoppedInit => match c.container.kill(sig, true) {
+                Ok(()) | Err(husk_runtime::Error::IllegalState(_)) => {}
+                Err(e) => return Err(from_runtime(e)),
+            },
+            // Start has not learnt the pid yet (kill(0) would signal the shim's own group).
+            KillTarget::Exec if pid == 0 => {
+                return Err(from_transition(Transition::NotStarted(who.clone())))
+            }
+            KillTarget::Exec => sig
+                .send(pid as i32)
+                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?,
         }
         Ok(api::Empty::new())
     }
@@ -783,8 +866,11 @@ impl Task for Service {
         tracing::info!(id = %req.id, exec_id = %req.exec_id, "exec");
         crate::residency::touch();
         let ctr = self.get(&req.id)?;
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
+        let mut spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
             .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec spec: {e}")))?;
+        // The request's terminal flag wins over the process JSON's, as in containerd's runc
+        // shim: containerd's client may set one and not the other.
+        spec.set_terminal(Some(req.terminal));
         let mut c = ctr.lock().unwrap();
         if c.execs.contains_key(&req.exec_id) {
             return Err(status(
@@ -814,22 +900,23 @@ impl Task for Service {
         let ctr = self.get(&req.id)?;
         let c = ctr.lock().unwrap();
         let p = c.process(&req.exec_id)?;
-        let console = p
-            .console
-            .as_ref()
-            .ok_or_else(|| status(Code::FAILED_PRECONDITION, "process has no terminal"))?;
-        husk_runtime::tty::set_size(console, req.height as u16, req.width as u16)
-            .map_err(from_runtime)?;
+        // A process without a terminal has nothing to resize: success, as runc's shim answers
+        // (clients resize unconditionally).
+        if let Some(console) = &p.console {
+            husk_runtime::tty::set_size(console, req.height as u16, req.width as u16)
+                .map_err(from_runtime)?;
+        }
         Ok(api::Empty::new())
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
-        let c = ctr.lock().unwrap();
-        let p = c.process(&req.exec_id)?;
+        let mut c = ctr.lock().unwrap();
+        let p = c.process_mut(&req.exec_id)?;
         if req.stdin {
-            if let Some(io) = &p.io {
-                io.stdin_writer.lock().unwrap().take();
+            p.stdin_closed = true;
+            if let Some(io) = &mut p.io {
+                io.close_stdin();
             }
         }
         Ok(api::Empty::new())
@@ -840,12 +927,15 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::UpdateTaskRequest,
     ) -> TResult<api::Empty> {
-        let ctr = self.get(&req.id)?;
+        self.get(&req.id)?;
         let res: oci_spec::runtime::LinuxResources =
             serde_json::from_slice(&req.resources.value)
                 .map_err(|e| status(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
-        let c = ctr.lock().unwrap();
-        c.container.update(&res).map_err(from_runtime)?;
+        // A fresh handle on a blocking thread: with the systemd driver this talks D-Bus.
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        blocking(move || rt.load(&id)?.update(&res))
+            .await?
+            .map_err(from_runtime)?;
         Ok(api::Empty::new())
     }
 
@@ -914,5 +1004,31 @@ impl Task for Service {
             self.shutdown.notify_one();
         }
         Ok(api::Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_refuses_a_terminal_the_spec_does_not_have_and_the_reverse() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |t: &str| std::fs::write(dir.path().join("config.json"), t).unwrap();
+        cfg(r#"{"process":{"terminal":false}}"#);
+        assert!(check_terminal(dir.path(), false).is_ok());
+        let e = check_terminal(dir.path(), true).unwrap_err();
+        assert!(
+            e.contains("terminal (true) differs from process.terminal (false)"),
+            "{e}"
+        );
+        cfg(r#"{"process":{"terminal":true}}"#);
+        assert!(check_terminal(dir.path(), true).is_ok());
+        assert!(check_terminal(dir.path(), false).is_err());
+        // No terminal field means none; no config.json is the runtime's error to report.
+        cfg(r#"{"process":{}}"#);
+        assert!(check_terminal(dir.path(), false).is_ok());
+        std::fs::remove_file(dir.path().join("config.json")).unwrap();
+        assert!(check_terminal(dir.path(), true).is_ok());
     }
 }

@@ -72,6 +72,36 @@ impl ApiServer {
         })
     }
 
+    /// The node's container runtime as kubelet reports it
+    /// (`status.nodeInfo.containerRuntimeVersion`, e.g. `containerd://2.1.4`).
+    pub fn node_runtime_version(&self, node: &str) -> Result<String, Error> {
+        let url = format!("{}/api/v1/nodes/{node}", self.base);
+        let token = std::fs::read_to_string(&self.token_path).map_err(|e| {
+            Error::Io(format!(
+                "read service account token {}: {e}",
+                self.token_path.display()
+            ))
+        })?;
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", token.trim()))
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| Error::Io(format!("GET {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(Error::Io(format!("GET node {node}: HTTP {status}: {text}")));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Io(format!("GET node {node}: {e}")))?;
+        v["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Io(format!("node {node} reports no containerRuntimeVersion")))
+    }
+
     /// Sets (`Some`) or removes (`None`) one label on a node with a JSON merge patch, which
     /// leaves every other label alone. Retries while the API server is unreachable or busy.
     pub fn set_node_label(&self, node: &str, key: &str, value: Option<&str>) -> Result<(), Error> {

@@ -201,3 +201,23 @@ fn an_empty_ca_bundle_is_refused_up_front() {
         .to_string();
     assert!(err.contains("no certificate"), "{err}");
 }
+
+#[test]
+fn the_nodes_container_runtime_as_kubelet_reports_it() {
+    let node = r#"{"kind":"Node","status":{"nodeInfo":{"containerRuntimeVersion":"containerd://2.1.4","kubeletVersion":"v1.34.1"}}}"#;
+    let (ca, base, seen) = api_server(vec![(200, node), (200, r#"{"kind":"Node"}"#)]);
+    let token = token_file("tok");
+    let api = ApiServer::new(&base, ca.as_bytes(), token.path()).unwrap();
+    assert_eq!(
+        api.node_runtime_version("node-a").unwrap(),
+        "containerd://2.1.4"
+    );
+    let r = seen.recv().unwrap();
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str()),
+        ("GET", "/api/v1/nodes/node-a")
+    );
+    assert_eq!(r.header("authorization"), Some("Bearer tok"));
+    let e = api.node_runtime_version("node-a").unwrap_err().to_string();
+    assert!(e.contains("no containerRuntimeVersion"), "{e}");
+}

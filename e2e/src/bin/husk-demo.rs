@@ -30,14 +30,22 @@ fn main() {
     let ip = c.pod_status(&pod).network.map(|n| n.ip).unwrap_or_default();
     println!("pod husk-demo is ready on handler husk, pod IP {ip}");
     let busybox_cmd = ["sh", "-c", "echo \"hello from busybox on kernel $(uname -r)\"; echo \"pid $$ in pod $(hostname), $(ls /bin | wc -l) commands in /bin\"; exit 7"];
-    for (name, title, image, cmd) in [
+    for (name, title, image, cmd, why) in [
         (
             "hello",
             "an OS-less container: one static binary",
             SCRATCH,
             &[][..],
+            "",
         ),
-        ("busybox", "a busybox userland", BUSYBOX, &busybox_cmd[..]),
+        (
+            "busybox",
+            "a busybox userland",
+            BUSYBOX,
+            &busybox_cmd[..],
+            " -- on purpose: its script ends with `exit 7`, to show a failing container's \
+             code and reason reaching kubelet",
+        ),
     ] {
         println!("\n=== {name}: {title} ({image}) ===");
         let rootfs = bed
@@ -70,7 +78,7 @@ fn main() {
             // "<time> <stream> <F|P> <text>"
             println!("    {}", l.splitn(4, ' ').nth(3).unwrap_or(""));
         }
-        println!("--- exit code: {} ({})", st.exit_code, st.reason);
+        println!("--- exit code: {} ({}){why}", st.exit_code, st.reason);
         c.remove_container(&id);
     }
     c.stop_pod(&pod);

@@ -25,8 +25,9 @@ struct Cli {
     /// Enable debug logging.
     #[arg(long, global = true)]
     debug: bool,
-    /// Use the systemd cgroup driver: cgroupsPath is `slice:prefix:name` (not supported yet;
-    /// refused with a clear error). Without it a path of that form is a literal cgroupfs
+    /// Use the systemd cgroup driver: cgroupsPath is `slice:prefix:name` and the container
+    /// runs in the transient unit `prefix-name.scope` in `slice` (empty path:
+    /// `system.slice:husk:<id>`). Without it a path of that form is a literal cgroupfs
     /// directory, as with runc.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,

@@ -4,6 +4,8 @@
 //!   systemd `slice:prefix:name` form taken literally, as runc does without `--systemd-cgroup`).
 //! - `v1`, `v2`: OCI resources translated into explicit file writes (pure, unit-tested).
 //! - `devices`: the default device rules; `devices::bpf` the v2 device program.
+//! - `systemd`: the systemd driver — a transient unit per container over D-Bus, then the
+//!   cgroupfs writes systemd has no property for.
 //!
 //! cgroups-rs provides hierarchy discovery (mountinfo). The resource values are translated here
 //! into explicit file writes, because cgroups-rs hard-codes the v2 root to /sys/fs/cgroup (so
@@ -12,13 +14,14 @@
 
 pub mod devices;
 mod path;
+pub mod systemd;
 mod v1;
 mod v2;
 
 pub use devices::with_default_devices;
 pub use path::{is_systemd_path, own_cgroups, resolve};
 pub use v1::v1_writes;
-pub use v2::{blkio_to_io_weight, shares_to_weight, v2_writes};
+pub use v2::{blkio_to_io_weight, shares_to_weight, swap_to_v2, v2_writes};
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
@@ -27,6 +30,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// How long a v2 freeze may take before it is undone and reported (runc waits as long).
+pub const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which cgroup manager places a container: runc's `--systemd-cgroup` flag, containerd's
 /// `SystemdCgroup` runtime option, kubelet's `cgroupDriver`.
@@ -117,6 +123,28 @@ impl Layout {
     }
 }
 
+/// The superblock options of the cgroup2 mount at `root` (`nsdelegate`, `memory_recursiveprot`,
+/// ...; `rw`/`ro` left out), from /proc/self/mountinfo.
+pub fn v2_superblock_options(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(&*root))
+        .filter_map(|l| {
+            let mut after = l.split(" - ").nth(1)?.split(' ');
+            (after.next()? == "cgroup2").then(|| after.nth(1).map(str::to_string))?
+        })
+        .next_back()
+        .map(|opts| {
+            opts.split(',')
+                .filter(|o| *o != "rw" && *o != "ro" && !o.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn is_cgroup2(p: &Path) -> bool {
     nix::sys::statfs::statfs(p)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -129,6 +157,12 @@ pub struct Write {
     pub controller: &'static str,
     pub file: String,
     pub value: String,
+    /// Skipped when the file does not exist: an interface newer than its controller
+    /// (hugetlb `.rsvd.max`), or one that only some set-ups have (swap accounting, BFQ).
+    pub optional: bool,
+    /// (file, value) written instead when that file exists (v2 `io.bfq.weight`, which takes
+    /// the blkio weight unconverted).
+    pub prefer: Option<(String, String)>,
 }
 
 pub(crate) fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) -> Write {
@@ -136,14 +170,8 @@ pub(crate) fn w(controller: &'static str, file: impl Into<String>, value: impl T
         controller,
         file: file.into(),
         value: value.to_string(),
-    }
-}
-
-pub(crate) fn limit_str(v: i64) -> String {
-    if v < 0 {
-        "max".into()
-    } else {
-        v.to_string()
+        optional: false,
+        prefer: None,
     }
 }
 
@@ -238,16 +266,13 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Applies `res`: v1 files per controller, or the v2 writes and the device program.
     pub fn apply(&self, res: &LinuxResources) -> Result<()> {
         if self.paths.v2 {
-            let dir = &self.paths.dirs[""];
-            for wr in v2_writes(res)? {
-                write_file(dir, &wr.file, &wr.value)?;
+            if res.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true) {
+                self.check_memory_usage(res)?;
             }
-            if let Some(devs) = res.devices() {
-                devices::bpf::apply(dir, devs)?;
-            }
-            return Ok(());
+            return self.apply_v2(&v2_writes(res)?, res.devices().as_deref());
         }
         let writes = v1_writes(res)?;
         let mut i = 0;
@@ -303,6 +328,123 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Makes v2 `writes` in order (see `v2_writes` for what `optional` and `prefer` mean; a
+    /// `cpu.max.burst` refused with EINVAL for the current quota is written again once
+    /// `cpu.max` is, as runc does), then replaces husk's device program with one for
+    /// `devices`.
+    pub fn apply_v2(
+        &self,
+        writes: &[Write],
+        devices: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>,
+    ) -> Result<()> {
+        let dir = self.dir("").ok_or_else(|| Error::Cgroup {
+            path: String::new(),
+            message: "no cgroup v2 directory".into(),
+        })?;
+        let mut burst_later: Option<&Write> = None;
+        for (i, wr) in writes.iter().enumerate() {
+            if let Some((file, value)) = &wr.prefer {
+                if dir.join(file).exists() {
+                    write_file(dir, file, value)?;
+                    continue;
+                }
+            }
+            if wr.optional && !dir.join(&wr.file).exists() {
+                if wr.file.starts_with("io.bfq.weight") {
+                    tracing::warn!(value = %wr.value, "per-device io weight ignored: the BFQ scheduler (io.bfq.weight) is not in use");
+                }
+                continue;
+            }
+            // Never O_CREAT: a file the kernel does not provide must fail, not appear.
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join(&wr.file))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, wr.value.as_bytes()));
+            match written {
+                Ok(()) => {}
+                Err(e)
+                    if wr.file == "cpu.max.burst"
+                        && e.raw_os_error() == Some(libc::EINVAL)
+                        && writes[i..].iter().any(|n| n.file == "cpu.max") =>
+                {
+                    burst_later = Some(wr);
+                }
+                Err(e) => return Err(v2::write_error(dir, &wr.file, &wr.value, &e)),
+            }
+            if wr.file == "cpu.max" {
+                if let Some(b) = burst_later.take() {
+                    write_file(dir, &b.file, &b.value)?;
+                }
+            }
+        }
+        if let Some(devs) = devices {
+            devices::bpf::apply(dir, devs)?;
+        }
+        Ok(())
+    }
+
+    /// runc's `memory.checkBeforeUpdate`: refuse a memory (or memory+swap) limit at or below
+    /// what the cgroup uses now, instead of letting the kernel OOM-kill to get under it.
+    fn check_memory_usage(&self, res: &LinuxResources) -> Result<()> {
+        let Some(dir) = self.dir("") else {
+            return Ok(());
+        };
+        let Ok(usage) = read_file(dir, "memory.current").map(|s| s.parse::<u64>().unwrap_or(0))
+        else {
+            return Ok(()); // best effort, as runc: nothing to compare with
+        };
+        let m = res.memory().as_ref();
+        for (field, v) in [
+            ("swap", m.and_then(|m| m.swap())),
+            ("limit", m.and_then(|m| m.limit())),
+        ] {
+            if let Some(v) = v.filter(|v| *v > 0) {
+                if v as u64 <= usage {
+                    return Err(Error::spec(
+                        format!("linux.resources.memory.{field}"),
+                        format!("{v} is not above the current usage {usage} (checkBeforeUpdate)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory a container process is to be born in (`fork::fork_parent`), opened
+    /// `O_PATH`: on v2 unless the process runs in a user namespace (its credentials there may
+    /// not write the host's cgroup files, so the caller moves the helper before it enters one).
+    /// `None` means "move the helper with `add_pid`". Setting `HUSK_NO_CLONE_INTO_CGROUP=1`
+    /// in the caller's environment forces that older path (for measuring the difference).
+    pub fn birth_dir(&self, userns: bool) -> Result<Option<std::os::fd::OwnedFd>> {
+        if !self.paths.v2 || userns || std::env::var_os("HUSK_NO_CLONE_INTO_CGROUP").is_some() {
+            return Ok(None);
+        }
+        let Some(dir) = self.dir("") else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| Error::Cgroup {
+            path: dir.display().to_string(),
+            message: format!("open: {e}"),
+        })
+    }
+
+    /// Enables the controllers in every ancestor of an existing v2 cgroup (a systemd unit's),
+    /// as `create` does for one it makes.
+    pub fn enable_controllers(&self) -> Result<()> {
+        match self.dir("") {
+            Some(dir) if self.paths.v2 => v2::create(dir),
+            _ => Ok(()),
+        }
+    }
+
     pub fn add_pid(&self, pid: i32) -> Result<()> {
         let mut done: Vec<&PathBuf> = Vec::new();
         for dir in self.paths.dirs.values() {
@@ -332,10 +474,23 @@ impl Cgroup {
         Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
+    /// Freezes or thaws every process of the cgroup. v2: `cgroup.freeze`, then (freezing)
+    /// `cgroup.events` is watched until it says `frozen 1` — the kernel freezes asynchronously —
+    /// for at most `FREEZE_TIMEOUT`, after which the cgroup is thawed again and the error
+    /// returned, so a container is never left half frozen (runc's rules). v1: `freezer.state`.
     pub fn freeze(&self, frozen: bool) -> Result<()> {
         if self.paths.v2 {
-            let dir = self.dir("").expect("v2 dir");
+            let dir = self.dir("").ok_or_else(|| Error::Cgroup {
+                path: String::new(),
+                message: "no cgroup v2 directory".into(),
+            })?;
             write_file(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+            if frozen {
+                if let Err(e) = v2::wait_frozen(dir, FREEZE_TIMEOUT) {
+                    let _ = write_file(dir, "cgroup.freeze", "0");
+                    return Err(e);
+                }
+            }
             return Ok(());
         }
         let dir = self.dir("freezer").ok_or_else(|| Error::Cgroup {
@@ -354,6 +509,30 @@ impl Cgroup {
             path: dir.display().to_string(),
             message: format!("freezer did not reach {want}"),
         })
+    }
+
+    /// Sends `sig` to every process of the cgroup. SIGKILL on a v2 kernel with `cgroup.kill`
+    /// (5.14) is one write that also catches processes forked meanwhile; otherwise the cgroup
+    /// is frozen around the signalling (for SIGKILL), so nothing forks past it.
+    pub fn signal_all(&self, sig: crate::signal::Signal) -> Result<()> {
+        let is_kill = sig == crate::signal::Signal::KILL;
+        if is_kill && self.paths.v2 {
+            if let Some(dir) = self.dir("").filter(|d| d.join("cgroup.kill").exists()) {
+                return write_file(dir, "cgroup.kill", "1");
+            }
+        }
+        // Frozen meanwhile so no process forks past a SIGKILL; a frozen cgroup is thawed for
+        // SIGKILL only (a paused container otherwise stays paused, signals pending).
+        if is_kill && !self.is_frozen() {
+            let _ = self.freeze(true);
+        }
+        for p in self.pids()? {
+            let _ = sig.send(p);
+        }
+        if is_kill {
+            let _ = self.freeze(false);
+        }
+        Ok(())
     }
 
     pub fn is_frozen(&self) -> bool {
@@ -410,18 +589,19 @@ impl Cgroup {
                 all_gone = false;
                 continue;
             }
-            if let Err(e) = remove_cgroup_dir(dir) {
+            if let Err(e) = remove_tree(dir) {
                 last_err = Some(e);
             }
         }
         last_err.map_or(Ok(all_gone), Err)
     }
 
-    /// Removes the cgroup directories (the processes must be gone).
+    /// Removes the cgroup directories and any cgroups the container made below them, deepest
+    /// first (the processes must be gone).
     pub fn destroy(&self) -> Result<()> {
         let mut last_err = None;
         for dir in self.paths.dirs.values() {
-            if let Err(e) = remove_cgroup_dir(dir) {
+            if let Err(e) = remove_tree(dir) {
                 last_err = Some(e);
             }
         }
@@ -429,9 +609,16 @@ impl Cgroup {
     }
 }
 
-/// rmdir of a cgroup directory, retried briefly: processes that just died may still be on
-/// their way out of it.
-fn remove_cgroup_dir(dir: &Path) -> Result<()> {
+/// rmdir of a cgroup and its sub-cgroups, deepest first; a cgroup that is already gone is fine.
+/// An rmdir can fail briefly while the last exited processes are released: retried for 100 ms.
+fn remove_tree(dir: &Path) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
     for attempt in 0..50 {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
@@ -478,6 +665,9 @@ mod tests {
         cg.create().unwrap();
         let dir = root.path().join("pod/ctr");
         assert!(dir.is_dir());
+        for f in ["memory.max", "cpu.weight", "pids.max"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
         // the root enabled controllers for its children (the fake file keeps the last write)
         let sc = std::fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap();
         assert!(sc.starts_with('+'), "{sc}");
@@ -491,9 +681,11 @@ mod tests {
         );
         assert_eq!(
             std::fs::read_to_string(dir.join("cpu.weight")).unwrap(),
-            "79"
+            "174"
         );
         assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "10");
+        // A fake cgroup.events: the kernel would flip it to "frozen 1" on its own.
+        std::fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         cg.freeze(true).unwrap();
         assert!(cg.is_frozen());
         cg.freeze(false).unwrap();
@@ -522,5 +714,77 @@ mod tests {
         let r = res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":0}]}"#);
         assert_eq!(v1_writes(&r).unwrap()[0].file, "hugetlb.1GB.limit_in_bytes");
         assert_eq!(v2_writes(&r).unwrap()[0].file, "hugetlb.1GB.max");
+    }
+
+    fn fake_v2(files: &[&str]) -> (tempfile::TempDir, Cgroup) {
+        let d = tempfile::tempdir().unwrap();
+        for f in files {
+            std::fs::write(d.path().join(f), "").unwrap();
+        }
+        let mut dirs = BTreeMap::new();
+        dirs.insert(String::new(), d.path().to_path_buf());
+        (d, Cgroup::new(CgroupPaths { v2: true, dirs }))
+    }
+
+    #[test]
+    fn v2_apply_skips_missing_optional_files_and_prefers_bfq() {
+        let r = res(
+            r#"{"memory":{"limit":-1},"blockIO":{"weight":500,"weightDevice":[{"major":8,"minor":0,"weight":300}]},
+                "hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#,
+        );
+        // No swap accounting, no BFQ, no hugetlb reservations: those writes are skipped.
+        let (d, cg) = fake_v2(&["memory.max", "io.weight", "hugetlb.2MB.max"]);
+        cg.apply(&r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.path().join(f)).ok();
+        assert_eq!(read("memory.max").as_deref(), Some("max"));
+        assert_eq!(read("io.weight").as_deref(), Some("default 4950"));
+        assert_eq!(read("hugetlb.2MB.max").as_deref(), Some("4194304"));
+        for f in ["memory.swap.max", "io.bfq.weight", "hugetlb.2MB.rsvd.max"] {
+            assert_eq!(read(f), None, "{f} was created");
+        }
+        // With BFQ the weight goes there unconverted and io.weight is left alone.
+        let (d, cg) = fake_v2(&["io.weight", "io.bfq.weight"]);
+        cg.apply(&res(r#"{"blockIO":{"weight":500}}"#)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.path().join(f)).unwrap();
+        assert_eq!(read("io.bfq.weight"), "500");
+        assert_eq!(read("io.weight"), "");
+        // A swap limit without swap accounting is an error, not a silent skip.
+        let (_d, cg) = fake_v2(&["memory.max"]);
+        let e = cg
+            .apply(&res(r#"{"memory":{"limit":1048576,"swap":2097152}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory.swap.max"), "{e}");
+    }
+
+    #[test]
+    fn v2_freeze_waits_for_cgroup_events_and_undoes_a_timeout() {
+        let (d, cg) = fake_v2(&["cgroup.freeze"]);
+        std::fs::write(d.path().join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let flip = {
+            let events = d.path().join("cgroup.events");
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::fs::write(events, "populated 1\nfrozen 1\n").unwrap();
+            })
+        };
+        cg.freeze(true).unwrap();
+        flip.join().unwrap();
+        assert!(cg.is_frozen());
+        std::fs::write(d.path().join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let e = v2::wait_frozen(d.path(), std::time::Duration::from_millis(30))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not freeze"), "{e}");
+    }
+
+    #[test]
+    fn v2_kill_all_uses_cgroup_kill() {
+        let (d, cg) = fake_v2(&["cgroup.kill", "cgroup.procs"]);
+        cg.signal_all(crate::signal::Signal::KILL).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("cgroup.kill")).unwrap(),
+            "1"
+        );
     }
 }

@@ -33,17 +33,24 @@ pub fn unique_id(prefix: &str) -> String {
     )
 }
 
+/// Where bundles and trees are made: cargo's target tmpdir, or `HUSK_TEST_TMPDIR` where that is
+/// not writable (the node guest mounts the workspace read-only).
 fn tmp_base() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    std::env::var_os("HUSK_TEST_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// A busybox userland tree (Debian's static busybox plus its applet links), built once.
+/// `HUSK_BUSYBOX` names the binary where it is not installed.
 pub fn busybox_tree() -> &'static Path {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
-        let src = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
+        // HUSK_BUSYBOX: a static busybox from elsewhere (the node guest has none of its own).
+        let src = std::env::var_os("HUSK_BUSYBOX")
             .map(PathBuf::from)
+            .into_iter()
+            .chain(["/bin/busybox", "/usr/bin/busybox"].map(PathBuf::from))
             .find(|p| p.exists())
             .expect("busybox is not installed (the README's test command installs busybox-static)");
         let out = Command::new("file")

@@ -145,6 +145,7 @@ const BPF_PROG_LOAD: i32 = 5;
 const BPF_PROG_ATTACH: i32 = 8;
 const BPF_PROG_DETACH: i32 = 9;
 const BPF_PROG_GET_FD_BY_ID: i32 = 13;
+const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
 const BPF_PROG_QUERY: i32 = 16;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
@@ -172,6 +173,7 @@ fn load(prog: &[Insn]) -> std::io::Result<OwnedFd> {
     put32(&mut attr, 24, 1); // log_level: the verifier explains a refusal
     put32(&mut attr, 28, log.len() as u32);
     put64(&mut attr, 32, log.as_mut_ptr() as u64);
+    attr[48..48 + PROG_NAME.len()].copy_from_slice(PROG_NAME);
     match bpf(BPF_PROG_LOAD, &mut attr) {
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
         Err(e) => {
@@ -190,6 +192,25 @@ fn load(prog: &[Insn]) -> std::io::Result<OwnedFd> {
     }
 }
 
+/// The name husk's programs carry (`bpftool cgroup show` lists it), so husk replaces only its
+/// own: systemd attaches its device program (`sd_devices`) to a unit it restricts, and both
+/// must allow an access.
+const PROG_NAME: &[u8] = b"husk_devices";
+
+/// The name of program `fd` (bpf_prog_info.name).
+fn prog_name(fd: &OwnedFd) -> Vec<u8> {
+    let mut info = [0u8; 256];
+    let mut attr = [0u8; 128];
+    put32(&mut attr, 0, fd.as_raw_fd() as u32);
+    put32(&mut attr, 4, info.len() as u32);
+    put64(&mut attr, 8, info.as_mut_ptr() as u64);
+    if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).is_err() {
+        return vec![];
+    }
+    let name = &info[64..80];
+    name[..name.iter().position(|b| *b == 0).unwrap_or(16)].to_vec()
+}
+
 fn attached(cg: &OwnedFd) -> Vec<u32> {
     let mut ids = [0u32; 64];
     let mut attr = [0u8; 128];
@@ -204,7 +225,31 @@ fn attached(cg: &OwnedFd) -> Vec<u32> {
     ids[..n.min(ids.len())].to_vec()
 }
 
-/// Loads the rules' program and makes it the only device program on `cgroup_dir`.
+/// The names of the device programs attached to `cgroup_dir` (husk's is `husk_devices`).
+pub fn attached_names(cgroup_dir: &Path) -> Result<Vec<String>> {
+    let cg = nix::fcntl::open(
+        cgroup_dir,
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::Cgroup {
+        path: cgroup_dir.display().to_string(),
+        message: format!("open: {e}"),
+    })?;
+    let mut names = Vec::new();
+    for id in attached(&cg) {
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, id);
+        if let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut a) {
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            names.push(String::from_utf8_lossy(&prog_name(&fd)).into_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Loads the rules' program and attaches it to `cgroup_dir` in place of husk's previous one
+/// (other programs, such as systemd's, stay).
 pub fn apply(cgroup_dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let err = |m: String| Error::Cgroup {
         path: cgroup_dir.display().to_string(),
@@ -232,6 +277,9 @@ pub fn apply(cgroup_dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         put32(&mut a, 0, id);
         if let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut a) {
             let old_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if prog_name(&old_fd) != PROG_NAME {
+                continue;
+            }
             let mut d = [0u8; 128];
             put32(&mut d, 0, cg.as_raw_fd() as u32);
             put32(&mut d, 4, old_fd.as_raw_fd() as u32);
