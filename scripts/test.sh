@@ -65,6 +65,7 @@ trap 'rm -f "$log"; [ -z "$guest_pid" ] || kill -- -"$guest_pid" 2>/dev/null || 
 if [ "$guest_only" = 0 ]; then
     stage "cargo fmt --check"
     cargo fmt --all --check
+    cargo fmt --manifest-path fuzz/Cargo.toml --all --check
     stage "cargo clippy -D warnings"
     cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
     stage "release and static builds"
@@ -77,6 +78,8 @@ if [ "$guest_only" = 0 ]; then
     ctd2=$(containerd2)
     export HUSK_CONTAINERD2="$ctd2"
     cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
+    stage "fuzzing: every target of fuzz/ for ${FUZZ_SECONDS:-20} s from the checked-in corpus (fails on a crash)"
+    "$HUSK_SRC/scripts/fuzz.sh" 2>&1 | tee -a "$log"
     stage "the shim and CRI suites again, on containerd 2.x"
     "$ctd2" --version
     # --workspace, as above: with -p husk-e2e cargo resolves features for fewer packages and would

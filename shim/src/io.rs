@@ -59,25 +59,65 @@ pub fn parse_uri(s: &str) -> Result<Sink, String> {
         .strip_prefix("binary://")
         .or_else(|| s.strip_prefix("binary-v2://"))
     {
-        // binary:///path/to/logger?key=value&flag → logger key value flag
+        // binary:///path/to/logger?key=value&flag → logger key value flag ""
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut args = Vec::new();
-        for kv in query.split('&').filter(|x| !x.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            args.push(k.to_string());
-            if !v.is_empty() {
-                args.push(v.to_string());
-            }
-        }
+        let path = unescape(path, false).ok_or_else(|| format!("{s}: bad %-escape in the path"))?;
         return Ok(Sink::Binary {
-            path: path.to_string(),
-            args,
+            path,
+            args: logger_args(query),
         });
     }
     if s.contains("://") {
         return Err(format!("{s}: unsupported io scheme"));
     }
     Ok(Sink::Fifo(s.to_string()))
+}
+
+/// Percent-decoding as Go's net/url does it for containerd: `%XX` everywhere, and `+` as a
+/// space in a query. `None` for a malformed escape.
+fn unescape(s: &str, query: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if query => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A `binary://` logger's arguments, as containerd's runc shim derives them from the query
+/// (Go's url.Query): each key once, followed by its first value (empty if it has none);
+/// `&`-separated pairs, empty ones and ones with a `;` or a malformed escape skipped.
+/// Go iterates its map in random order; husk keeps the order of first appearance.
+fn logger_args(query: &str) -> Vec<String> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for kv in query
+        .split('&')
+        .filter(|x| !x.is_empty() && !x.contains(';'))
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let (Some(k), Some(v)) = (unescape(k, true), unescape(v, true)) else {
+            continue;
+        };
+        if !pairs.iter().any(|(seen, _)| *seen == k) {
+            pairs.push((k, v));
+        }
+    }
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
 }
 
 fn open_sink(sink: &Sink) -> std::io::Result<Option<OwnedFd>> {
@@ -548,9 +588,32 @@ mod tests {
             matches!(parse_uri("file:///var/log/c.log").unwrap(), Sink::File(p) if p == "/var/log/c.log")
         );
         assert!(
-            matches!(parse_uri("binary:///usr/bin/logger?tag=web&verbose").unwrap(), Sink::Binary { path, args } if path == "/usr/bin/logger" && args == ["tag", "web", "verbose"])
+            matches!(parse_uri("binary:///usr/bin/logger?tag=web&verbose").unwrap(), Sink::Binary { path, args } if path == "/usr/bin/logger" && args == ["tag", "web", "verbose", ""])
         );
         assert!(parse_uri("tcp://x").is_err());
+    }
+
+    /// Found by the `shim_args` fuzz target: the logger's arguments were taken from the raw
+    /// query (no %-decoding, empty values dropped, repeated keys repeated), unlike
+    /// containerd's runc shim, which the logger binaries are written against.
+    #[test]
+    fn logger_query_is_decoded_like_containerd() {
+        let args = |uri: &str| match parse_uri(uri).unwrap() {
+            Sink::Binary { path, args } => (path, args),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(
+                "binary:///opt/my%20logger?tag=a%26b&msg=hello+world&=v&k&&x;y=1&tag=again&bad=%zz"
+            ),
+            (
+                "/opt/my logger".to_string(),
+                ["tag", "a&b", "msg", "hello world", "", "v", "k", ""]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert!(parse_uri("binary:///opt/log%2").is_err());
     }
 
     #[test]
