@@ -107,14 +107,17 @@ fn runc_options(
 }
 
 /// husk's `options` table: containerd hands it to a non-runc shim as `runtimeoptions.v1.Options`
-/// whose `config_body` is this TOML.
+/// whose `config_body` is this TOML. Only the systemd driver is said: with cgroupfs-form paths
+/// husk chooses cgroupfs by itself, and containerd 2.1's client decodes a user-namespaced
+/// container's runtime options as runc's (`can't unmarshal type "runtimeoptions.v1.Options" to
+/// output "containerd.runc.v1.Options"`), so a natively registered handler with an options
+/// section cannot run `hostUsers: false` pods there.
 fn husk_options(driver: Option<crate::env::CgroupDriver>) -> String {
     match driver {
-        Some(d) => format!(
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk.options]\n  SystemdCgroup = {}\n",
-            d == crate::env::CgroupDriver::Systemd
-        ),
-        None => String::new(),
+        Some(crate::env::CgroupDriver::Systemd) => {
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.husk.options]\n  SystemdCgroup = true\n".into()
+        }
+        _ => String::new(),
     }
 }
 
