@@ -8,6 +8,7 @@
 #        cgroup_v2_devices) and of the shim binary (shim/tests) and the installer (charts/installer/tests);
 #      - e2e through a private containerd (e2e/tests): ctr_shim, ctr_runc_parity, shim_api,
 #        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, installer,
+#        soak (a short churn soak on husk and runc, failing on any leak or lost exit),
 #        readme (every command block of README.md), scripts (lib.sh waits for apt's locks);
 #   4. the shim, Task API and CRI e2e suites again on containerd 2.x (Debian sid's, unpacked);
 #   5. the Helm chart, rendered and linted by Helm's own engine (charts/tests, pytest);

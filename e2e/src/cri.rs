@@ -57,6 +57,29 @@ impl Cri {
         self.rt.block_on(f(c)).map(|r| r.into_inner())
     }
 
+    /// Runs one CRI call, giving up after `limit` (a soak must not hang on one stuck call):
+    /// a timeout is `DeadlineExceeded`.
+    pub fn call_within<F, T>(
+        &mut self,
+        limit: Duration,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let c = self.runtime.clone();
+        let call = f(c);
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(limit, call).await })
+        {
+            Ok(r) => r.map(|r| r.into_inner()),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {limit:?}"
+            ))),
+        }
+    }
+
     pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
@@ -114,6 +137,23 @@ impl Cri {
             sandbox_config: Some(pod_config.clone()),
         };
         self.call(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    /// [`Cri::create_container`], bounded by `limit`.
+    pub fn create_container_within(
+        &mut self,
+        limit: Duration,
+        pod: &str,
+        config: &cri::ContainerConfig,
+        pod_config: &cri::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config.clone()),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        self.call_within(limit, |mut c| async move { c.create_container(req).await })
             .map(|r| r.container_id)
     }
 

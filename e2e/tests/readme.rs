@@ -11,6 +11,7 @@
 //!   containerd's default paths and no husk pod, without touching this machine's containerd;
 //! - the `husk run` block starts an interactive shell on a terminal: it runs under script(1),
 //!   which gives it one, and types `exit 3` into it;
+//! - `scripts/soak.sh` runs with the small N its block gives (a short soak on both handlers);
 //! - `toml` blocks are configuration, not commands.
 //!
 //! A block no rule matches fails the test: teach it how to run the new block.
@@ -231,6 +232,14 @@ fn every_command_block_in_the_readme_runs_as_written() {
                     "installed /usr/local/bin/containerd-shim-husk-v2",
                     "removed /usr/local/bin/containerd-shim-husk-v2",
                 ],
+            )
+        } else if script.contains("scripts/soak.sh") {
+            // A short soak on both handlers (the release build is the test command's own).
+            (
+                Wrap::Plain,
+                1800,
+                0,
+                &["no leak, no lost exit, no error", "pods/min held"],
             )
         } else if script.contains("HUSK_CONTAINERD=") {
             (Wrap::Plain, 1800, 0, &["test result: ok"])
