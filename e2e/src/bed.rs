@@ -275,7 +275,11 @@ impl TestBed {
             driver,
             crate::env::runc_binary().map(|p| p.display().to_string()),
         );
-        let crun = runc_options("crun", driver, Some("/usr/bin/crun".into()));
+        let crun = runc_options(
+            "crun",
+            driver,
+            Some(crate::env::crun_binary().display().to_string()),
+        );
         // husk registered as containerd's runc type with its own shim binary (`runtime_path`):
         // containerd then decodes its options as runc's and introspects its features on every
         // release (only runc-type handlers before 2.2.7 / 2.3.4).
@@ -412,7 +416,9 @@ state = "{d}/state"
         let child = cmd.spawn().expect("start containerd");
         self.containerd = Some(child);
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
+        // Bounded generously: containerd 2.x introspects every runtime handler before it
+        // serves, which in the emulated node guest on a busy host took over 20 s.
+        while t.elapsed() < Duration::from_secs(90) {
             if self.ctr(&["version"]).status.success() {
                 return;
             }

@@ -580,7 +580,7 @@ fn reference(cell: &Cell) -> Option<Option<&'static str>> {
 }
 
 /// The version the image's `versions` file gives for `path`.
-fn version_of(versions: &str, path: &str) -> String {
+pub(crate) fn version_of(versions: &str, path: &str) -> String {
     versions
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{path}: ")))
