@@ -38,10 +38,30 @@ impl Cri {
                     .await
             })
             .expect("connect to containerd's CRI socket");
-        Cri {
+        let mut c = Cri {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+        };
+        c.wait_initialized();
+        c
+    }
+
+    /// Waits (at most 60 s) until containerd's CRI plugin has initialized: right after a
+    /// (re)start its socket answers "server is not initialized yet" for a moment.
+    fn wait_initialized(&mut self) {
+        let t = std::time::Instant::now();
+        loop {
+            let req = cri::StatusRequest { verbose: false };
+            match self.call(|mut c| async move { c.status(req).await }) {
+                Err(e)
+                    if e.message().contains("not initialized")
+                        && t.elapsed() < std::time::Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => return,
+            }
         }
     }
 

@@ -185,6 +185,10 @@ fn every_command_block_in_the_readme_runs_as_written() {
             .any(|p| l.starts_with(p))
             {
                 Some("it boots the QEMU node guest, which the test command's guest stage runs")
+            } else if l.starts_with("FUZZ_") || l.starts_with("scripts/fuzz.sh") {
+                Some("the test command's fuzz stage runs scripts/fuzz.sh (every target, 20 s each); this line runs it for minutes")
+            } else if l.starts_with("fuzz/target/") {
+                Some("it replays the fuzz build, which the test command's fuzz stage makes after this test")
             } else if l.starts_with("scripts/bench.sh --guest") {
                 Some("the benchmark in the QEMU node guest takes ~20 minutes under TCG: not part of the test command (CI's time budget)")
             } else {
@@ -244,7 +248,7 @@ fn every_command_block_in_the_readme_runs_as_written() {
                 0,
                 &["no leak, no lost exit, no error", "pods/min held"],
             )
-        } else if script.contains("HUSK_CONTAINERD=") {
+        } else if script.contains("HUSK_CONTAINERD=") || script.starts_with("cargo test") {
             (Wrap::Plain, 1800, 0, &["test result: ok"])
         } else {
             failures.push(format!(
