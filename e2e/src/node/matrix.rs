@@ -135,9 +135,11 @@ pub const CRI_B: &[&str] = &["cri_namespaces", "cri_storage"];
 /// The default matrix, sized for the test command's time budget (CI: 90 min on 2 cores, the
 /// guest under TCG): every CRI scenario once on runc and husk side by side — the first part
 /// with the systemd driver on containerd 1.7 (trixie's), the second with cgroupfs on 2.x —,
-/// the shim suite on husk and on runc on 1.7, and the user-namespaced pods on 2.x with sid's
-/// runc (which idmaps) as the reference. containerd 1.6 and the other driver of each part run
-/// with `--full`. (With the systemd driver on containerd 2.1.9, containerd's runc shim closed
+/// and the shim suite on husk and on runc on 1.7. containerd 1.6, the other driver of each part
+/// and the user-namespaced pods (2.x, sid's runc as the idmapping reference) run with `--full`:
+/// there containerd 2.1.9's runc shim closed its ttrpc connection at StopContainer of a
+/// user-namespaced pod with runc 1.3.6 (the reference fails, husk passes); the host stage runs
+/// `cri_userns` on containerd 2.x, asserting the behaviour itself. (With the systemd driver on containerd 2.1.9, containerd's runc shim closed
 /// its ttrpc connection at StopContainer after a terminal exec and in user-namespaced pods —
 /// with runc 1.1 and 1.3 alike — so those reference runs would fail on runc's side.)
 pub fn default_cells() -> Vec<Cell> {
@@ -147,8 +149,6 @@ pub fn default_cells() -> Vec<Cell> {
         cell(CRI_B, "2.x", Cgroupfs, BOTH, None),
         cell(SHIM, "1.7", Cgroupfs, HUSK_SHIM, None),
         cell(SHIM, "1.7", Cgroupfs, RUNC_SHIM, None),
-        // sid's runc idmaps mounts: the reference for user-namespaced pods.
-        cell(USERNS, "2.x", Cgroupfs, BOTH, Some(RUNC_SID)),
     ]
 }
 
@@ -745,7 +745,7 @@ mod tests {
         all.sort();
         assert_eq!(parts, all, "CRI_A and CRI_B split the CRI suite");
         // User-namespaced pods: containerd 2.x, with a runc that idmaps as the reference.
-        assert!(cells
+        assert!(full_cells()
             .iter()
             .any(|c| c.binaries == USERNS && c.containerd == "2.x" && c.runc == Some(RUNC_SID)));
     }
