@@ -27,12 +27,7 @@ bins=${HUSK_NODE_TESTS_BINS:-$(node_tests_binaries)}
 [ "$(echo "$bins" | wc -w)" = 3 ] || { echo "v2-guest: test binaries not built" >&2; exit 1; }
 quoted=$(printf ' %q' "$@")
 run="cd $HUSK_SRC/runtime && export HUSK_TEST_TMPDIR=/var/tmp HUSK_BUSYBOX=$HUSK_SRC/target/husk-guest/busybox; rc=0"
-# Known failure, skipped loudly until fixed: in the node guest this test first saw its init gone
-# before the exec ("cannot exec in a stopped container") and, run alone, did not finish in 10
-# minutes; a run/exec pair with and without clone3(CLONE_INTO_CGROUP) by hand works there.
-skip=processes_are_born_in_their_cgroup_and_the_older_path_is_the_same
-echo "v2-guest: NOT RUN: cgroup_v2::$skip (known failure under investigation, see scripts/v2-guest.sh)"
 for b in $bins; do
-    run+="; $b --test-threads 2 --skip $skip$quoted || rc=1"
+    run+="; $b --test-threads 2$quoted || rc=1"
 done
 exec "$HUSK_SRC/target/debug/husk-node" sh "$run; exit \$rc"
