@@ -151,11 +151,7 @@ impl Cri {
         config: &cri::ContainerConfig,
         pod_config: &cri::PodSandboxConfig,
     ) -> Result<String, tonic::Status> {
-        let req = cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config.clone()),
-            sandbox_config: Some(pod_config.clone()),
-        };
+        let req = create_request(pod, config, pod_config);
         self.call(|mut c| async move { c.create_container(req).await })
             .map(|r| r.container_id)
     }
@@ -168,11 +164,7 @@ impl Cri {
         config: &cri::ContainerConfig,
         pod_config: &cri::PodSandboxConfig,
     ) -> Result<String, tonic::Status> {
-        let req = cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config.clone()),
-            sandbox_config: Some(pod_config.clone()),
-        };
+        let req = create_request(pod, config, pod_config);
         self.call_within(limit, |mut c| async move { c.create_container(req).await })
             .map(|r| r.container_id)
     }
@@ -297,5 +289,17 @@ impl Cri {
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })
             .expect("ListPodSandbox")
             .items
+    }
+}
+
+fn create_request(
+    pod: &str,
+    config: &cri::ContainerConfig,
+    pod_config: &cri::PodSandboxConfig,
+) -> cri::CreateContainerRequest {
+    cri::CreateContainerRequest {
+        pod_sandbox_id: pod.into(),
+        config: Some(config.clone()),
+        sandbox_config: Some(pod_config.clone()),
     }
 }
