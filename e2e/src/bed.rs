@@ -265,6 +265,12 @@ impl TestBed {
         };
         let mut husk = husk;
         for (name, binary) in runc_binaries {
+            // A second table of the same name makes containerd refuse the whole config
+            // ("duplicated tables"): say which name instead.
+            assert!(
+                !["runc", "crun", "husk", SHIM_CGROUP_HANDLER, HUSK_RUNC_TYPE].contains(name),
+                "handler name {name:?} is one of the test bed's own handlers; pick another"
+            );
             husk.push_str(&format!(
                 "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}.options]\n  BinaryName = \"{}\"\n",
                 binary.display()
@@ -581,23 +587,33 @@ impl Drop for TestBed {
             }
         }
         if self.containerd.is_some() {
-            // CRI pods of any handler: stop and remove them so their netns and shims go.
-            let mut c = crate::cri::Cri::connect(&self.socket());
-            for p in c.list_pods(None) {
-                let id = p.id.clone();
-                let _ = c.call(|mut r| async move {
-                    r.stop_pod_sandbox(crate::cri::v1::StopPodSandboxRequest { pod_sandbox_id: id })
+            // CRI pods of any handler: stop and remove them so their netns and shims go. Never
+            // panics: a drop during a failed test's unwinding would abort the test binary.
+            if let Ok(mut c) = crate::cri::Cri::try_connect(&self.socket()) {
+                let list = |c: &mut crate::cri::Cri| {
+                    let req = crate::cri::v1::ListPodSandboxRequest { filter: None };
+                    c.call(|mut r| async move { r.list_pod_sandbox(req).await })
+                        .map(|l| l.items)
+                        .unwrap_or_default()
+                };
+                for p in list(&mut c) {
+                    let id = p.id.clone();
+                    let _ = c.call(|mut r| async move {
+                        r.stop_pod_sandbox(crate::cri::v1::StopPodSandboxRequest {
+                            pod_sandbox_id: id,
+                        })
                         .await
-                });
-            }
-            for p in c.list_pods(None) {
-                let id = p.id.clone();
-                let _ = c.call(|mut r| async move {
-                    r.remove_pod_sandbox(crate::cri::v1::RemovePodSandboxRequest {
-                        pod_sandbox_id: id,
-                    })
-                    .await
-                });
+                    });
+                }
+                for p in list(&mut c) {
+                    let id = p.id.clone();
+                    let _ = c.call(|mut r| async move {
+                        r.remove_pod_sandbox(crate::cri::v1::RemovePodSandboxRequest {
+                            pod_sandbox_id: id,
+                        })
+                        .await
+                    });
+                }
             }
         }
         self.stop_containerd();

@@ -17,11 +17,18 @@ pub struct Cri {
 }
 
 impl Cri {
+    /// Connects to containerd's CRI socket and waits for the plugin; panics on failure.
     pub fn connect(socket: &Path) -> Cri {
+        Self::try_connect(socket).expect("connect to containerd's CRI socket")
+    }
+
+    /// [`Cri::connect`] that reports a failure instead of panicking (for teardown paths,
+    /// where a second panic would abort the whole test binary).
+    pub fn try_connect(socket: &Path) -> Result<Cri, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .map_err(|e| format!("tokio runtime: {e}"))?;
         let path = socket.to_path_buf();
         let channel = rt
             .block_on(async move {
@@ -37,14 +44,14 @@ impl Cri {
                     }))
                     .await
             })
-            .expect("connect to containerd's CRI socket");
+            .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
         let mut c = Cri {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
         };
         c.wait_initialized();
-        c
+        Ok(c)
     }
 
     /// Waits (at most 60 s) until containerd's CRI plugin has initialized: right after a
