@@ -19,7 +19,8 @@ pub const QUIET: Duration = Duration::from_millis(1500);
 
 static ACTIVITY: Notify = Notify::const_new();
 
-/// Marks the shim busy (a create, start, exec or delete just ran); the trim waits for quiet.
+/// Marks the shim busy (a create, start, exec, delete or stats call just ran); the trim waits
+/// for quiet.
 pub fn touch() {
     ACTIVITY.notify_one();
 }

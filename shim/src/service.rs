@@ -968,6 +968,9 @@ impl Task for Service {
     ) -> TResult<api::StatsResponse> {
         let ctr = self.get(&req.id)?;
         let paths = ctr.lock().unwrap().container.persisted().cgroup.clone();
+        // kubelet polls every few seconds: without this the code a poll faulted in would stay
+        // resident for the pod's whole life (until its next lifecycle call).
+        crate::residency::touch();
         Ok(api::StatsResponse {
             stats: MessageField::some(crate::metrics::collect(&paths)),
             ..Default::default()
