@@ -17,6 +17,8 @@ pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
 pub const SETUID: &str = "docker.io/husk/setuid:latest";
 /// A web server: busybox httpd serving /www on port 8080.
 pub const WEB: &str = "docker.io/husk/web:latest";
+/// busybox plus /bin/forkstorm (`e2e/fixtures/forkstorm.c`): orphans as fast as it can fork.
+pub const FORKSTORM: &str = "docker.io/husk/forkstorm:latest";
 /// A CRI handler of husk whose options section names a cgroup for its shims
 /// (`TestBed::shim_cgroup`, which the test creates).
 pub const SHIM_CGROUP_HANDLER: &str = "husk-shim-cgroup";

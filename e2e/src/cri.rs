@@ -57,6 +57,40 @@ impl Cri {
         self.rt.block_on(f(c)).map(|r| r.into_inner())
     }
 
+    /// [`Cri::call`] failed with `DEADLINE_EXCEEDED` once `limit` has passed (the request is
+    /// cancelled as kubelet's deadline cancels it): a wedged runtime fails its test instead of
+    /// hanging it.
+    pub fn call_within<F, T>(
+        &mut self,
+        limit: Duration,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call(|c| async move {
+            match tokio::time::timeout(limit, f(c)).await {
+                Ok(r) => r,
+                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {limit:?}"
+                ))),
+            }
+        })
+    }
+
+    /// The containers of pod `pod` (every state).
+    pub fn list_containers(&mut self, pod: &str) -> Vec<cri::Container> {
+        let req = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: pod.into(),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_containers(req).await })
+            .expect("ListContainers")
+            .containers
+    }
+
     pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
