@@ -347,6 +347,19 @@ fn touch_in(pid: i32, name: &str) {
         .unwrap_or_else(|e| panic!("/proc/{pid}/root/tmp/{name}: {e}"));
 }
 
+/// A CRI client once containerd's CRI serves again after a restart (it answers "server is not
+/// initialized yet" while it recovers its pods).
+fn cri_ready(socket: &Path) -> Cri {
+    let mut c = Cri::connect(socket);
+    wait_for(Duration::from_secs(60), || {
+        let req = cri::ListPodSandboxRequest { filter: None };
+        c.call(|mut r| async move { r.list_pod_sandbox(req).await })
+            .is_ok()
+    })
+    .expect("CRI never served again after the restart");
+    c
+}
+
 /// kubelet after a restart of containerd: the pods named `name` that are not ready are
 /// stopped and removed; the ready one, else a new one, is returned.
 fn reconcile_pod(bed: &TestBed, c: &mut Cri, handler: &str, name: &str) -> (Pod, Vec<String>) {
@@ -402,13 +415,21 @@ fn containerd_restart_during_run_pod_sandbox_and_start_container() {
         results.push((handler.clone(), seen));
     }
     for (handler, seen) in &results {
+        // containerd 1.6's runc shim started for a pod whose RunPodSandbox the crash cut is
+        // never stopped: it, its bundle, state and a cgroup stay behind. That is printed
+        // above for the record; husk is held to leaving nothing.
+        let leftovers = if handler == "runc" {
+            vec![]
+        } else {
+            seen.leftovers.clone()
+        };
         assert_eq!(
-            seen,
-            &AfterRestart {
-                survivor: (5, true, true),
-                interrupted: (4, "before\nafter\n".into()),
-                leftovers: vec![],
-            },
+            (&seen.survivor, &seen.interrupted, &leftovers),
+            (
+                &(5, true, true),
+                &(4, "before\nafter\n".to_string()),
+                &vec![]
+            ),
             "{handler}"
         );
     }
@@ -459,6 +480,7 @@ fn restart_scenario(bed: &mut TestBed, c: &mut Cri, handler: &str) -> AfterResta
     })
     .expect("RunPodSandbox never started a shim");
     crash_and_restart_containerd(bed);
+    *c = cri_ready(&socket);
     let first = run.join().unwrap();
     eprintln!(
         "{handler}: RunPodSandbox cut by the restart: {:?}",
@@ -489,6 +511,7 @@ fn restart_scenario(bed: &mut TestBed, c: &mut Cri, handler: &str) -> AfterResta
     })
     .expect("StartContainer never started the process");
     crash_and_restart_containerd(bed);
+    *c = cri_ready(&socket);
     let started = start.join().unwrap();
     eprintln!(
         "{handler}: StartContainer cut by the restart: {:?}",
@@ -544,135 +567,161 @@ fn exit_events(text: &str) -> Vec<(String, String, u64)> {
         .collect()
 }
 
+const EXECS: usize = 50;
+
+/// What containerd learnt of `EXECS` execs cut by its restart.
+#[derive(Debug, PartialEq)]
+struct ExecsAcrossRestart {
+    /// The container still ran afterwards, and stopped when killed.
+    running: bool,
+    stopped: bool,
+    /// (container, exec id, exit status) of every exec exit containerd published.
+    exits: Vec<(String, String, u64)>,
+}
+
+/// containerd's restart in the middle of 50 parallel execs (through `ctr`, whose exec ids the
+/// test chooses): running containers survive, and every exec's exit status reaches containerd.
+/// runc's shim loses about half of them (containerd 1.6.20 and runc 1.1 here): its count is
+/// printed for the record and husk is held to every one.
 #[test]
 fn containerd_restart_during_fifty_parallel_execs() {
-    const EXECS: usize = 50;
     let mut bed = TestBed::start();
     bed.import(BUSYBOX);
-    let runtimes = [
-        "io.containerd.runc.v2".to_string(),
-        husk_e2e::env::ctr_runtime(),
-    ];
-    let mut seen = Vec::new();
-    for (n, rt) in runtimes.iter().enumerate() {
-        let id = format!("ex{n}");
-        bed.ctr_ok(&["run", "-d", "--runtime", rt, BUSYBOX, &id, "sleep", "1000"]);
-        let pid: i32 = bed
-            .ctr_ok(&["task", "ls"])
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id.as_str()))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .expect("task pid");
-        // Each exec waits for /tmp/go, which is created only once containerd is back: its
-        // exit and its last line happen after the restart.
-        let clients: Vec<_> = (0..EXECS)
-            .map(|i| {
-                bed.ctr_cmd(&[
-                    "task",
-                    "exec",
-                    "--exec-id",
-                    &format!("e{i}"),
-                    &id,
-                    "sh",
-                    "-c",
-                    &format!(
-                        "while [ ! -e /tmp/go ]; do usleep 20000; done; echo x{i}; exit {}",
-                        i % 7
-                    ),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-            })
-            .collect();
-        wait_for(Duration::from_secs(60), || {
-            bed.ctr_ok(&["task", "ps", &id]).lines().count() > EXECS
-        })
-        .unwrap_or_else(|| panic!("{rt}: the {EXECS} execs never all ran"));
-        crash_and_restart_containerd(&mut bed);
-        let mut events = bed
-            .ctr_cmd(&["events"])
-            .stdout(Stdio::piped())
+    let runc = execs_across_restart(&mut bed, "io.containerd.runc.v2", "ex-runc");
+    eprintln!(
+        "runc: {} of {EXECS} exec exits reached containerd after its restart; running {}, stopped {}",
+        runc.exits.len(),
+        runc.running,
+        runc.stopped
+    );
+    let rt = husk_e2e::env::ctr_runtime();
+    let seen = execs_across_restart(&mut bed, &rt, "ex-husk");
+    let want = ExecsAcrossRestart {
+        running: true,
+        stopped: true,
+        exits: (0..EXECS)
+            .map(|i| ("ex-husk".to_string(), format!("e{i}"), (i % 7) as u64))
+            .collect(),
+    };
+    assert_eq!(seen, want, "{rt}");
+}
+
+fn execs_across_restart(bed: &mut TestBed, rt: &str, id: &str) -> ExecsAcrossRestart {
+    let id = id.to_string();
+    bed.ctr_ok(&["run", "-d", "--runtime", rt, BUSYBOX, &id, "sleep", "1000"]);
+    let pid: i32 = bed
+        .ctr_ok(&["task", "ls"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id.as_str()))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("task pid");
+    // Each exec waits for /tmp/go, which is created only once containerd is back: its
+    // exit and its last line happen after the restart.
+    let clients: Vec<_> = (0..EXECS)
+        .map(|i| {
+            bed.ctr_cmd(&[
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("e{i}"),
+                &id,
+                "sh",
+                "-c",
+                &format!(
+                    "while [ ! -e /tmp/go ]; do usleep 20000; done; echo x{i}; exit {}",
+                    i % 7
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let out = events.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        // The subscription is live once it sees an event of ours.
-        let mut lines = Vec::new();
-        let probe = bed.ctr(&["task", "exec", "--exec-id", "probe", &id, "echo", "probe"]);
-        assert_eq!(
-            String::from_utf8_lossy(&probe.stdout),
-            "probe\n",
-            "{rt}: an exec after the restart: {}",
-            String::from_utf8_lossy(&probe.stderr)
-        );
-        let t = Instant::now();
-        while !exit_events(&lines.join("\n"))
-            .iter()
-            .any(|(_, e, _)| e == "probe")
-        {
-            assert!(t.elapsed() < Duration::from_secs(30), "{rt}: no events");
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-                lines.push(l);
+            .unwrap()
+        })
+        .collect();
+    wait_for(Duration::from_secs(60), || {
+        // A header line, the init, and every exec.
+        bed.ctr_ok(&["task", "ps", &id]).lines().count() >= EXECS + 2
+    })
+    .unwrap_or_else(|| panic!("{rt}: the {EXECS} execs never all ran"));
+    crash_and_restart_containerd(bed);
+    let mut events = bed
+        .ctr_cmd(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
             }
         }
-        touch_in(pid, "go");
-        let want: Vec<(String, String, u64)> = (0..EXECS)
-            .map(|i| (id.clone(), format!("e{i}"), (i % 7) as u64))
+    });
+    // The subscription is live once it sees an event of ours.
+    let mut lines = Vec::new();
+    let probe = bed.ctr(&["task", "exec", "--exec-id", "probe", &id, "echo", "probe"]);
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout),
+        "probe\n",
+        "{rt}: an exec after the restart: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let t = Instant::now();
+    while !exit_events(&lines.join("\n"))
+        .iter()
+        .any(|(_, e, _)| e == "probe")
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "{rt}: no events");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    touch_in(pid, "go");
+    let got = |lines: &[String]| {
+        let mut g: Vec<_> = exit_events(&lines.join("\n"))
+            .into_iter()
+            .filter(|(c, e, _)| c == &id && e.starts_with('e'))
             .collect();
-        let got = |lines: &[String]| {
-            let mut g: Vec<_> = exit_events(&lines.join("\n"))
-                .into_iter()
-                .filter(|(c, e, _)| c == &id && e.starts_with('e'))
-                .collect();
-            g.sort_by_key(|(_, e, _)| e[1..].parse::<usize>().unwrap_or(0));
-            g.dedup();
-            g
-        };
-        let t = Instant::now();
-        while got(&lines).len() < EXECS && t.elapsed() < Duration::from_secs(60) {
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-                lines.push(l);
-            }
+        g.sort_by_key(|(_, e, _)| e[1..].parse::<usize>().unwrap_or(0));
+        g.dedup();
+        g
+    };
+    let t = Instant::now();
+    while got(&lines).len() < EXECS && t.elapsed() < Duration::from_secs(60) {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
         }
-        let _ = events.kill();
-        let _ = events.wait();
-        for mut k in clients {
-            let _ = k.kill();
-            let _ = k.wait();
-        }
-        let exits = got(&lines);
-        // The container is untouched and still answers.
-        let still = bed.ctr_ok(&["task", "ls"]);
-        let running = still
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    for mut k in clients {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    let exits = got(&lines);
+    // The container is untouched and still answers.
+    let still = bed.ctr_ok(&["task", "ls"]);
+    let running = still
+        .lines()
+        .any(|l| l.starts_with(&format!("{id} ")) && l.contains("RUNNING"));
+    bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    let stopped = wait_for(Duration::from_secs(20), || {
+        bed.ctr_ok(&["task", "ls"])
             .lines()
-            .any(|l| l.starts_with(&format!("{id} ")) && l.contains("RUNNING"));
-        bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
-        let _ = wait_for(Duration::from_secs(20), || {
-            bed.ctr_ok(&["task", "ls"])
-                .lines()
-                .any(|l| l.starts_with(&format!("{id} ")) && l.contains("STOPPED"))
-        });
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains("STOPPED"))
+    })
+    .is_some();
+    if stopped {
         bed.ctr_ok(&["task", "delete", &id]);
         bed.ctr_ok(&["container", "rm", &id]);
-        assert_eq!(
-            (running, exits.len()),
-            (true, EXECS),
-            "{rt}: every exec's exit reaches containerd after its restart: {exits:?}"
-        );
-        assert_eq!(exits, want, "{rt}");
-        seen.push(rt.clone());
     }
-    assert_eq!(seen.len(), runtimes.len());
+    ExecsAcrossRestart {
+        running,
+        stopped,
+        exits,
+    }
 }
 
 /// A tmpfs of `size` mounted at `dir` (removed by `umount`).
@@ -736,16 +785,25 @@ fn full_log_destination() {
         let shim = shim_of(bed, handler, &pod.id);
         wait_for(Duration::from_secs(60), || free_bytes(&logs) < 4096)
             .unwrap_or_else(|| panic!("{handler}: the log never filled the tmpfs"));
+        // The shell truncates the file before it writes the number: read until a number is there.
         let counter = || {
-            std::fs::read_to_string(format!("/proc/{pid}/root/tmp/n"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .unwrap_or(0)
+            (0..500)
+                .find_map(|_| {
+                    let n = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/n"))
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u64>().ok());
+                    if n.is_none() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    n
+                })
+                .expect("the container's counter")
         };
         let n1 = counter();
         std::thread::sleep(Duration::from_secs(2));
         let n2 = counter();
         let not_blocked = n2 > n1 + 10;
+        eprintln!("{handler}: counter {n1} -> {n2} while the log was full");
         let shim_alive = !dead(shim);
         let log_file = pod.log("main").display().to_string();
         let error_logged = bed
