@@ -7,8 +7,8 @@
 #      - root integration tests of the runtime core (runtime/tests: lifecycle, runc_parity,
 #        cgroup_v2_devices) and of the shim binary (shim/tests) and the installer (charts/installer/tests);
 #      - e2e through a private containerd (e2e/tests): ctr_shim, ctr_runc_parity, shim_api,
-#        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, installer,
-#        readme (every command block of README.md), scripts (lib.sh waits for apt's locks);
+#        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, faults,
+#        installer, readme (every command block of README.md), scripts (lib.sh waits for apt's locks);
 #   4. the shim, Task API and CRI e2e suites again on containerd 2.x (Debian sid's, unpacked);
 #   5. the Helm chart, rendered and linted by Helm's own engine (charts/tests, pytest);
 #   6. the benchmark in quick mode (it reports; it never fails on speed);

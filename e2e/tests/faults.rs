@@ -638,9 +638,17 @@ fn execs_across_restart(bed: &mut TestBed, rt: &str, id: &str) -> ExecsAcrossRes
             .unwrap()
         })
         .collect();
+    // Every exec's own command runs (not a runtime's helper on its way to it).
+    let cgroup = format!("/{}/{id}", bed.ns);
     wait_for(Duration::from_secs(60), || {
-        // A header line, the init, and every exec.
-        bed.ctr_ok(&["task", "ps", &id]).lines().count() >= EXECS + 2
+        pids_running("/tmp/go")
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+                    .is_ok_and(|cg| cg.lines().any(|l| l.ends_with(&cgroup)))
+            })
+            .count()
+            >= EXECS
     })
     .unwrap_or_else(|| panic!("{rt}: the {EXECS} execs never all ran"));
     crash_and_restart_containerd(bed);
@@ -767,7 +775,8 @@ fn full_log_destination() {
             config,
             logs: logs.clone(),
         };
-        let pad = "p".repeat(200);
+        // Long lines: a stalled copy would fill the 64 KiB pipe within ~30 of them.
+        let pad = "p".repeat(2000);
         let id = pod.start(
             c,
             "main",
@@ -800,9 +809,9 @@ fn full_log_destination() {
                 .expect("the container's counter")
         };
         let n1 = counter();
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(3));
         let n2 = counter();
-        let not_blocked = n2 > n1 + 10;
+        let not_blocked = n2 > n1 + 50;
         eprintln!("{handler}: counter {n1} -> {n2} while the log was full");
         let shim_alive = !dead(shim);
         let log_file = pod.log("main").display().to_string();
@@ -871,6 +880,22 @@ fn pids_cgroup(pid: i32) -> PathBuf {
     panic!("no pids cgroup for {pid}: {cg}");
 }
 
+/// The children of process `pid` (every thread's).
+fn shim_children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
 #[derive(Debug, PartialEq)]
 struct AfterStorm {
     /// The storm's exit code, and whether it forked and met its pids limit.
@@ -923,12 +948,19 @@ fn fork_storm_at_the_pids_limit() {
         let (cpu0, t0) = (cpu_ticks(shim), Instant::now());
         touch_in(pid, "go");
         let mut exec_codes_right = true;
+        // The most children the shim had at once: the storm's orphans are adopted by it.
+        let mut adopted = 0;
+        // How many of them were unreaped zombies, sampled between execs.
+        let mut zombie_samples = Vec::new();
         let mut k = 0;
         while c.container_status(&storm).state != cri::ContainerState::ContainerExited as i32 {
             let r = c
                 .exec_sync(&other, &["sh", "-c", &format!("exit {}", k % 5)], 20)
                 .expect("ExecSync during the storm");
             exec_codes_right &= r.exit_code == k % 5;
+            let kids = shim_children(shim);
+            adopted = adopted.max(kids.len());
+            zombie_samples.push(kids.into_iter().filter(|p| dead(*p)).count());
             k += 1;
             assert!(
                 t0.elapsed() < Duration::from_secs(120),
@@ -961,22 +993,23 @@ fn fork_storm_at_the_pids_limit() {
         let sibling_exit = c.wait_exited(&sibling).exit_code;
         // Every orphan was reaped: no zombie child of the shim is left.
         std::thread::sleep(Duration::from_millis(200));
-        let mut zombies = 0;
-        for t in std::fs::read_dir(format!("/proc/{shim}/task"))
-            .unwrap()
-            .flatten()
-        {
-            for p in std::fs::read_to_string(t.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-            {
-                if dead(p.parse().unwrap_or(0)) {
-                    zombies += 1;
-                }
-            }
-        }
+        let zombies = shim_children(shim).into_iter().filter(|p| dead(*p)).count();
+        zombie_samples.sort();
+        eprintln!(
+            "{handler}: the shim had up to {adopted} children during the storm; zombies among them: {zombie_samples:?}"
+        );
+        // Reported, not asserted: husk's orphan reaper backs off while an exec is being
+        // spawned (so it never steals a runtime helper's status); with execs back to back
+        // under load it can fall behind and leave the container at its pids limit with
+        // zombies for seconds (seen: median 26 of 32 with another test running beside it; a
+        // few with the machine to itself). They are all reaped in the end (`zombies_left`).
+        let median_zombies = zombie_samples
+            .get(zombie_samples.len() / 2)
+            .copied()
+            .unwrap_or(0);
+        eprintln!("{handler}: median zombies held during the storm: {median_zombies}");
         pod.remove(c);
-        AfterStorm {
+        let seen = AfterStorm {
             storm: (
                 st.exit_code,
                 nums.first().is_some_and(|n| *n > 1000),
@@ -988,7 +1021,19 @@ fn fork_storm_at_the_pids_limit() {
             // timing, are what the shim handles).
             shim_cpu_bounded: share < 0.5,
             zombies_left: zombies,
-        }
+        };
+        assert_eq!(
+            seen,
+            AfterStorm {
+                storm: (3, true, true),
+                exec_codes_right: true,
+                sibling_exit: 7,
+                shim_cpu_bounded: true,
+                zombies_left: 0,
+            },
+            "{handler}"
+        );
+        seen
     });
 }
 
