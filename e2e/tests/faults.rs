@@ -507,7 +507,9 @@ fn restart_scenario(bed: &mut TestBed, c: &mut Cri, handler: &str) -> AfterResta
         std::thread::spawn(move || Cri::connect(&socket).start_container(&work))
     };
     wait_for(Duration::from_secs(30), || {
-        !pids_running("/tmp/go").is_empty() || start.is_finished()
+        pids_running("/tmp/go").into_iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cgroup")).is_ok_and(|cg| cg.contains(&work))
+        }) || start.is_finished()
     })
     .expect("StartContainer never started the process");
     crash_and_restart_containerd(bed);
@@ -638,15 +640,11 @@ fn execs_across_restart(bed: &mut TestBed, rt: &str, id: &str) -> ExecsAcrossRes
             .unwrap()
         })
         .collect();
-    // Every exec's own command runs (not a runtime's helper on its way to it).
-    let cgroup = format!("/{}/{id}", bed.ns);
+    // Every exec started: the shim knows its pid (`ctr task ps` names its exec id).
     wait_for(Duration::from_secs(60), || {
-        pids_running("/tmp/go")
-            .into_iter()
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/cgroup"))
-                    .is_ok_and(|cg| cg.lines().any(|l| l.ends_with(&cgroup)))
-            })
+        bed.ctr_ok(&["task", "ps", &id])
+            .lines()
+            .filter(|l| l.contains("ExecID:e"))
             .count()
             >= EXECS
     })
