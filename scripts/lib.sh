@@ -143,3 +143,11 @@ ensure_guest_tools() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${release[@]}" "${missing[@]}" >/dev/null
 }
+
+# Builds the node-only CLI test binaries (runtime/tests/{cgroup_v2,apparmor,systemd}.rs, feature
+# node-tests) and prints their paths; scripts/v2-guest.sh runs them in the node guest.
+node_tests_binaries() {
+    (cd "$HUSK_SRC" && cargo test --locked --quiet -p husk-runtime --features node-tests --test cgroup_v2 \
+        --test apparmor --test systemd --no-run --message-format=json) |
+        grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'
+}

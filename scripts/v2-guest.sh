@@ -10,8 +10,12 @@ source "$(dirname "$0")/lib.sh"
 need_root
 ensure_guest_tools
 cd "$HUSK_SRC"
-cargo build --locked --quiet -p husk-runtime --bin husk
-cargo build --locked --quiet -p husk-e2e --bin husk-node
+# HUSK_NODE_TESTS_BINS: the node-tests binaries, already built (the test command builds them
+# before its host stage, so this does not wait on cargo's lock meanwhile).
+if [ -z "${HUSK_NODE_TESTS_BINS:-}" ]; then
+    cargo build --locked --quiet -p husk-runtime --bin husk
+    cargo build --locked --quiet -p husk-e2e --bin husk-node
+fi
 # The guest has no busybox of its own; it sees the workspace (read-only) at the same path.
 mkdir -p target/husk-guest
 cp -f "$(command -v busybox)" target/husk-guest/busybox
@@ -19,8 +23,7 @@ if [ "${1:-}" = measure ]; then
     exec "$HUSK_SRC/target/debug/husk-node" sh \
         "HUSK=$HUSK_SRC/target/debug/husk BUSYBOX=$HUSK_SRC/target/husk-guest/busybox N=${2:-40} bash $HUSK_SRC/scripts/clone-into-cgroup-measure.sh"
 fi
-bins=$(cargo test --locked --quiet -p husk-runtime --features node-tests --test cgroup_v2 --test apparmor \
-        --test systemd --no-run --message-format=json | grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+bins=${HUSK_NODE_TESTS_BINS:-$(node_tests_binaries)}
 [ "$(echo "$bins" | wc -w)" = 3 ] || { echo "v2-guest: test binaries not built" >&2; exit 1; }
 quoted=$(printf ' %q' "$@")
 run="cd $HUSK_SRC/runtime && export HUSK_TEST_TMPDIR=/var/tmp HUSK_BUSYBOX=$HUSK_SRC/target/husk-guest/busybox; rc=0"

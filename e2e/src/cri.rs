@@ -17,11 +17,18 @@ pub struct Cri {
 }
 
 impl Cri {
+    /// Connects to containerd's CRI socket and waits for the plugin; panics on failure.
     pub fn connect(socket: &Path) -> Cri {
+        Self::try_connect(socket).expect("connect to containerd's CRI socket")
+    }
+
+    /// [`Cri::connect`] that reports a failure instead of panicking (for teardown paths,
+    /// where a second panic would abort the whole test binary).
+    pub fn try_connect(socket: &Path) -> Result<Cri, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .map_err(|e| format!("tokio runtime: {e}"))?;
         let path = socket.to_path_buf();
         let channel = rt
             .block_on(async move {
@@ -37,11 +44,31 @@ impl Cri {
                     }))
                     .await
             })
-            .expect("connect to containerd's CRI socket");
-        Cri {
+            .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+        let mut c = Cri {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+        };
+        c.wait_initialized();
+        Ok(c)
+    }
+
+    /// Waits (at most 60 s) until containerd's CRI plugin has initialized: right after a
+    /// (re)start its socket answers "server is not initialized yet" for a moment.
+    fn wait_initialized(&mut self) {
+        let t = std::time::Instant::now();
+        loop {
+            let req = cri::StatusRequest { verbose: false };
+            match self.call(|mut c| async move { c.status(req).await }) {
+                Err(e)
+                    if e.message().contains("not initialized")
+                        && t.elapsed() < std::time::Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => return,
+            }
         }
     }
 
@@ -57,9 +84,8 @@ impl Cri {
         self.rt.block_on(f(c)).map(|r| r.into_inner())
     }
 
-    /// [`Cri::call`] failed with `DEADLINE_EXCEEDED` once `limit` has passed (the request is
-    /// cancelled as kubelet's deadline cancels it): a wedged runtime fails its test instead of
-    /// hanging it.
+    /// Runs one CRI call, giving up after `limit` (a soak must not hang on one stuck call):
+    /// a timeout is `DeadlineExceeded`.
     pub fn call_within<F, T>(
         &mut self,
         limit: Duration,
@@ -68,14 +94,17 @@ impl Cri {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call(|c| async move {
-            match tokio::time::timeout(limit, f(c)).await {
-                Ok(r) => r,
-                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                    "no answer within {limit:?}"
-                ))),
-            }
-        })
+        let c = self.runtime.clone();
+        let call = f(c);
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(limit, call).await })
+        {
+            Ok(r) => r.map(|r| r.into_inner()),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {limit:?}"
+            ))),
+        }
     }
 
     /// The containers of pod `pod` (every state).
@@ -142,12 +171,21 @@ impl Cri {
         config: &cri::ContainerConfig,
         pod_config: &cri::PodSandboxConfig,
     ) -> Result<String, tonic::Status> {
-        let req = cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config.clone()),
-            sandbox_config: Some(pod_config.clone()),
-        };
+        let req = create_request(pod, config, pod_config);
         self.call(|mut c| async move { c.create_container(req).await })
+            .map(|r| r.container_id)
+    }
+
+    /// [`Cri::create_container`], bounded by `limit`.
+    pub fn create_container_within(
+        &mut self,
+        limit: Duration,
+        pod: &str,
+        config: &cri::ContainerConfig,
+        pod_config: &cri::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = create_request(pod, config, pod_config);
+        self.call_within(limit, |mut c| async move { c.create_container(req).await })
             .map(|r| r.container_id)
     }
 
@@ -271,5 +309,17 @@ impl Cri {
         self.call(|mut c| async move { c.list_pod_sandbox(req).await })
             .expect("ListPodSandbox")
             .items
+    }
+}
+
+fn create_request(
+    pod: &str,
+    config: &cri::ContainerConfig,
+    pod_config: &cri::PodSandboxConfig,
+) -> cri::CreateContainerRequest {
+    cri::CreateContainerRequest {
+        pod_sandbox_id: pod.into(),
+        config: Some(config.clone()),
+        sandbox_config: Some(pod_config.clone()),
     }
 }

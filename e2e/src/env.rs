@@ -6,6 +6,7 @@
 //! | `HUSK_CONTAINERD` | the containerd binary (its `ctr` and runc shim beside it are used) | `/usr/bin/containerd` |
 //! | `HUSK_CGROUP_DRIVER` | `systemd` or `cgroupfs`: the handlers' `SystemdCgroup` option and kubelet's pod cgroup parents for that driver | unset: cgroupfs, pods without a parent |
 //! | `HUSK_RUNC` | the runc binary of handler `runc` (`BinaryName`) | the shim's `runc` on PATH |
+//! | `HUSK_CRUN` | the crun binary of handler `crun` (`BinaryName`; also `ctr run --runc-binary`) | `/usr/bin/crun` |
 //! | `HUSK_E2E_HANDLERS` | CRI handlers a scenario runs on, the first is the reference | `runc,husk` |
 //! | `HUSK_E2E_RUNTIME` | the runtime the ctr shim suite drives | `io.containerd.husk.v2` |
 //! | `HUSK_IMAGE_DIR` | prebuilt OCI archives (`crate::images::prebuild`) used instead of building | unset: built per bed |
@@ -94,6 +95,15 @@ pub fn runc_binary() -> Option<PathBuf> {
     std::env::var_os("HUSK_RUNC")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
+}
+
+/// `HUSK_CRUN`: the crun binary for handler `crun` (the runc shim's `BinaryName`), Debian's
+/// `/usr/bin/crun` unless set.
+pub fn crun_binary() -> PathBuf {
+    std::env::var_os("HUSK_CRUN")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/crun"))
 }
 
 /// `HUSK_IMAGE_DIR`: a directory of prebuilt image archives.

@@ -10,6 +10,7 @@ pub mod node;
 pub mod probe;
 pub mod profile;
 pub mod shim_api;
+pub mod soak;
 pub mod stream;
 pub mod suite;
 

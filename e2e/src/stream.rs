@@ -16,9 +16,10 @@ pub struct Streamed {
     pub exit_code: Option<i32>,
 }
 
-/// Connects to `url`, sends the terminal size (if any) and `stdin`, and collects the output
-/// until the server closes the stream.
-pub fn stream(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Result<Streamed, String> {
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Opens the websocket at `url` with `v4.channel.k8s.io`, reads timing out after `read_timeout`.
+fn connect(url: &str, read_timeout: Duration) -> Result<Socket, String> {
     let ws_url = url.replacen("http://", "ws://", 1);
     let mut req = ws_url
         .as_str()
@@ -26,7 +27,7 @@ pub fn stream(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Result<Strea
         .map_err(|e| format!("{url}: {e}"))?;
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", PROTOCOL.parse().unwrap());
-    let (mut ws, resp) = tungstenite::connect(req).map_err(|e| format!("connect {url}: {e}"))?;
+    let (ws, resp) = tungstenite::connect(req).map_err(|e| format!("connect {url}: {e}"))?;
     let agreed = resp
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -36,9 +37,58 @@ pub fn stream(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Result<Strea
         return Err(format!("server chose protocol {agreed:?}"));
     }
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_secs(30)))
+        s.set_read_timeout(Some(read_timeout))
             .map_err(|e| e.to_string())?;
     }
+    Ok(ws)
+}
+
+/// Attaches at `url` (an Attach URL whose stream stays open while the container runs), sends
+/// `stdin`, and reads stdout until it holds `want` or `limit` has passed; then closes the
+/// stream. The stdout read so far.
+pub fn attach_until(
+    url: &str,
+    stdin: &[u8],
+    want: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut ws = connect(url, Duration::from_millis(500))?;
+    let mut m = vec![0u8];
+    m.extend_from_slice(stdin);
+    ws.send(Message::Binary(m.into()))
+        .map_err(|e| format!("send stdin: {e}"))?;
+    let mut stdout = String::new();
+    while !stdout.contains(want) {
+        if std::time::Instant::now() > deadline {
+            let _ = ws.close(None);
+            return Err(format!(
+                "no {want:?} on stdout within {limit:?} (got {stdout:?})"
+            ));
+        }
+        match ws.read() {
+            Ok(Message::Binary(b)) if b.first() == Some(&1) => {
+                stdout.push_str(&String::from_utf8_lossy(&b[1..]))
+            }
+            Ok(Message::Close(_)) => return Err(format!("stream closed; stdout {stdout:?}")),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("read: {e} (stdout {stdout:?})")),
+        }
+    }
+    let _ = ws.close(None);
+    let _ = ws.flush();
+    Ok(stdout)
+}
+
+/// Connects to `url`, sends the terminal size (if any) and `stdin`, and collects the output
+/// until the server closes the stream.
+pub fn stream(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Result<Streamed, String> {
+    let mut ws = connect(url, Duration::from_secs(30))?;
     let send = |ws: &mut tungstenite::WebSocket<_>, ch: u8, data: &[u8]| {
         let mut m = vec![ch];
         m.extend_from_slice(data);

@@ -19,10 +19,23 @@ pub fn on_both<T: PartialEq + std::fmt::Debug>(
     let bed = TestBed::start();
     let mut c = bed.cri(images);
     let mut seen: Vec<(String, Result<T, String>)> = Vec::new();
+    let run = |bed: &TestBed, c: &mut Cri, h: &str| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(bed, c, h)))
+            .map_err(|e| panic_text(&*e))
+    };
     for h in &handlers {
-        let r =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&bed, &mut c, h)));
-        seen.push((h.clone(), r.map_err(|e| panic_text(&*e))));
+        let mut r = run(&bed, &mut c, h);
+        if let (Err(e), false) = (&r, h.starts_with("husk")) {
+            // A reference runtime (runc, crun) is not what is under test: one failure of its
+            // own (seen: runc 1.1's shim closing ttrpc under emulation) is retried once in a
+            // fresh test bed, and said so; husk's failures are never retried.
+            eprintln!("reference {h} failed, retried once in a fresh test bed: {e}");
+            let bed = TestBed::start();
+            let mut c = bed.cri(images);
+            r = run(&bed, &mut c, h)
+                .map_err(|again| format!("{again} (and before the retry: {e})"));
+        }
+        seen.push((h.clone(), r));
     }
     let verdict: Vec<String> = seen
         .iter()

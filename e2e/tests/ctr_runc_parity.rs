@@ -136,7 +136,7 @@ fn wait_task(bed: &TestBed, id: &str, want: &str) {
 #[test]
 fn husk_is_a_drop_in_runc_binary_for_containerds_runc_shim() {
     let husk = husk_binary();
-    let bed = TestBed::start_with_runc_binaries(&[("husk-runc", &husk)]);
+    let bed = TestBed::start_with_runc_binaries(&[("husk-cli", &husk)]);
     bed.import(BUSYBOX);
     let h = husk.to_str().unwrap();
     let run = |args: &[&str]| {
@@ -243,7 +243,7 @@ fn husk_is_a_drop_in_runc_binary_for_containerds_runc_shim() {
     // ExecSync, UpdateContainerResources (`update --resources -`), stats, a stop.
     let mut c = bed.cri(&[BUSYBOX]);
     let mut seen = vec![];
-    for handler in ["runc", "husk-runc"] {
+    for handler in ["runc", "husk-cli"] {
         let pod = Pod::run(&bed, &mut c, handler, "binname", |_| {});
         let id = pod.start(&mut c, "sleeper", BUSYBOX, &["sleep", "1000"], |_| {});
         let exec = c

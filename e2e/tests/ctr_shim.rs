@@ -644,3 +644,125 @@ fn stdin_written_before_it_is_closed_reaches_the_process() {
         );
     }
 }
+
+/// The fds `ls -l /proc/self/fd` lists, apart from the one ls opened to read that directory.
+fn inherited_fds(ls: &str) -> Vec<String> {
+    ls.lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
+        .map(|(left, target)| {
+            format!(
+                "{} -> {target}",
+                left.split_whitespace().last().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cve_2024_21626_through_the_shim() {
+    // No fd of the shim or of husk's helper reaches a container process (run and exec), and
+    // a working directory through /proc/self/fd/N is refused with a clear error, never
+    // entered (runc's GHSA-xr7r-f8xq-vfvv; runtime/tests/advisories.rs has the CLI side).
+    let bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let out = bed.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "fds",
+        "ls",
+        "-l",
+        "/proc/self/fd/",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let fds = inherited_fds(&text(&out.stdout));
+    assert_eq!(fds.len(), 3, "run: {fds:?}");
+    assert!(
+        fds.iter().all(|f| f.starts_with(['0', '1', '2'])),
+        "run: {fds:?}"
+    );
+    bed.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &RUNTIME,
+        BUSYBOX,
+        "cwd",
+        "sleep",
+        "1000",
+    ]);
+    wait_task_status(&bed, "cwd", "RUNNING");
+    let out = bed.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "fds",
+        "cwd",
+        "ls",
+        "-l",
+        "/proc/self/fd/",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let fds = inherited_fds(&text(&out.stdout));
+    assert_eq!(fds.len(), 3, "exec: {fds:?}");
+    assert!(
+        fds.iter().all(|f| f.starts_with(['0', '1', '2'])),
+        "exec: {fds:?}"
+    );
+    for n in 3..=10 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let out = bed.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &format!("cwd{n}"),
+            "--cwd",
+            &cwd,
+            "cwd",
+            "pwd",
+        ]);
+        assert_ne!(
+            code(&out),
+            0,
+            "exec --cwd {cwd} ran in {}",
+            text(&out.stdout)
+        );
+        // husk names the field; runc (the node guest's reference cell) fails its chdir.
+        assert!(
+            RUNTIME.as_str() != "io.containerd.husk.v2"
+                || text(&out.stderr).contains("process.cwd"),
+            "exec --cwd {cwd}: {}",
+            text(&out.stderr)
+        );
+        let name = format!("cwd-run{n}");
+        let out = bed.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            &RUNTIME,
+            "--cwd",
+            &cwd,
+            BUSYBOX,
+            &name,
+            "pwd",
+        ]);
+        assert_ne!(
+            code(&out),
+            0,
+            "run --cwd {cwd} ran in {}",
+            text(&out.stdout)
+        );
+        // husk names the field; runc (the node guest's reference cell) fails its chdir.
+        assert!(
+            RUNTIME.as_str() != "io.containerd.husk.v2"
+                || text(&out.stderr).contains("process.cwd"),
+            "run --cwd {cwd}: {}",
+            text(&out.stderr)
+        );
+        let _ = bed.ctr(&["container", "rm", &name]);
+    }
+    bed.ctr_ok(&["task", "kill", "-s", "SIGKILL", "cwd"]);
+}

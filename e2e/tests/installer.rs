@@ -53,11 +53,28 @@ fn installer_registers_husk_and_a_pod_runs_on_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = std::fs::read_to_string(d.join("config.toml")).unwrap();
-    // containerd 1.6 to 2.2.6 asks only runc-type handlers for their features.
+    // husk's handler gets the cgroup driver of the bed's runc handler, whichever registration.
+    let runc_systemd = first.contains("runtimes.runc.options]\n  SystemdCgroup = true");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let driver = if runc_systemd { "systemd" } else { "cgroupfs" };
+    assert!(
+        said.contains(&format!(
+            "cgroup driver: {driver} (SystemdCgroup = {runc_systemd}), as runtime handler `runc` (runc) uses"
+        )),
+        "{said}"
+    );
+    assert!(
+        first.contains(&format!(
+            "runtimes.husk.options]\nSystemdCgroup = {runc_systemd}\n"
+        )),
+        "{first}"
+    );
+    // containerd 2.x before 2.2.7 / 2.3.4 asks only runc-type handlers for their features;
+    // 1.x's CRI ignores runtime_path (containerd#8207: a runc-type husk handler's pods would
+    // run on runc, which the uninstall's "still run" check below would catch).
     let runc_type = format!("runtime_path = \"{bin}/containerd-shim-husk-v2\"");
-    let native = husk_e2e::bed::introspects_every_runtime_type(husk_e2e::bed::containerd_release(
-        &bed.containerd_bin,
-    ));
+    let release = husk_e2e::bed::containerd_release(&bed.containerd_bin);
+    let native = release.0 < 2 || husk_e2e::bed::introspects_every_runtime_type(release);
     assert_eq!(
         !first.contains(&runc_type),
         native,
@@ -211,11 +228,28 @@ fn installer_image_from_scratch_installs_a_static_shim_that_runs_pods() {
         "--drop-in-dir",
         "/host/conf.d",
     ];
-    let mut install = vec!["install", "--shim", "/containerd-shim-husk-v2"];
+    // As the chart does: the shim's path on the host for a runc-type registration's
+    // runtime_path (the pod sees the host's directory under /host).
+    let runtime_path = bed
+        .dir
+        .path()
+        .join("bin/containerd-shim-husk-v2")
+        .display()
+        .to_string();
+    let mut install = vec![
+        "install",
+        "--shim",
+        "/containerd-shim-husk-v2",
+        "--runtime-path",
+        &runtime_path,
+    ];
     install.extend(common);
     let (code, log) = run_installer_pod(&mut c, &bed, "install", &install);
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("registered runtime handler `husk`"), "{log}");
+    assert!(
+        log.contains("registered runtime handler `husk`") && log.contains("cgroup driver: "),
+        "{log}"
+    );
     let installed = bed.dir.path().join("bin/containerd-shim-husk-v2");
     assert_eq!(
         std::fs::read(&installed).unwrap(),

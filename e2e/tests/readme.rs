@@ -5,12 +5,14 @@
 //!   clone): its line is not run here; the other set-up command, `scripts/demo.sh`, is;
 //!   lines starting the QEMU node guest (`target/debug/husk-node`, `scripts/v2-guest.sh`,
 //!   `scripts/systemd-guest.sh`) are left to the test command's guest stage, which boots that
-//!   guest;
+//!   guest; `scripts/bench.sh --guest` (the benchmark in that guest, ~20 minutes under TCG) is
+//!   not run at all, as the test command leaves it out for CI's time budget;
 //! - blocks meant for a Kubernetes node (`husk-node-installer`) run in a private mount and
 //!   PID namespace where /etc/containerd and /usr/local/bin are empty tmpfs: a node with
 //!   containerd's default paths and no husk pod, without touching this machine's containerd;
 //! - the `husk run` block starts an interactive shell on a terminal: it runs under script(1),
 //!   which gives it one, and types `exit 3` into it;
+//! - `scripts/soak.sh` runs with the small N its block gives (a short soak on both handlers);
 //! - `toml` blocks are configuration, not commands.
 //!
 //! A block no rule matches fails the test: teach it how to run the new block.
@@ -183,6 +185,12 @@ fn every_command_block_in_the_readme_runs_as_written() {
             .any(|p| l.starts_with(p))
             {
                 Some("it boots the QEMU node guest, which the test command's guest stage runs")
+            } else if l.starts_with("FUZZ_") || l.starts_with("scripts/fuzz.sh") {
+                Some("the test command's fuzz stage runs scripts/fuzz.sh (every target, 20 s each); this line runs it for minutes")
+            } else if l.starts_with("fuzz/target/") {
+                Some("it replays the fuzz build, which the test command's fuzz stage makes after this test")
+            } else if l.starts_with("scripts/bench.sh --guest") {
+                Some("the benchmark in the QEMU node guest takes ~20 minutes under TCG: not part of the test command (CI's time budget)")
             } else {
                 None
             }
@@ -232,7 +240,15 @@ fn every_command_block_in_the_readme_runs_as_written() {
                     "removed /usr/local/bin/containerd-shim-husk-v2",
                 ],
             )
-        } else if script.contains("HUSK_CONTAINERD=") {
+        } else if script.contains("scripts/soak.sh") {
+            // A short soak on both handlers (the release build is the test command's own).
+            (
+                Wrap::Plain,
+                1800,
+                0,
+                &["no leak, no lost exit, no error", "pods/min held"],
+            )
+        } else if script.contains("HUSK_CONTAINERD=") || script.starts_with("cargo test") {
             (Wrap::Plain, 1800, 0, &["test result: ok"])
         } else {
             failures.push(format!(

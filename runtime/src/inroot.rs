@@ -231,6 +231,57 @@ enum Leaf {
     File,
 }
 
+/// Enters `cwd` (`process.cwd`), resolved inside this process's root — the container's,
+/// after pivot_root or setns — with symlinks confined to it and no magic link on the way: a
+/// `/proc/self/fd/N` or `/proc/<pid>/cwd` path (in the spec, in `exec --cwd`, or as a
+/// symlink the image or a running container planted) could otherwise land the process in a
+/// directory of the host (CVE-2024-21626). The result is checked as runc does: getcwd(2)
+/// fails with ENOENT for a directory unreachable from the root.
+pub fn chdir_in_root(cwd: &Path) -> Result<()> {
+    let what = || format!("process.cwd {}", cwd.display());
+    let root = openat2(
+        libc::AT_FDCWD,
+        Path::new("/"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        0,
+    )
+    .ctx(|| "open /")?;
+    let dir = openat2(
+        root.as_raw_fd(),
+        &Root::rel(cwd),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        IN_ROOT,
+    )
+    .map_err(|e| match e {
+        // RESOLVE_NO_MAGICLINKS refuses /proc/*/fd/* and friends with ELOOP.
+        Errno::ELOOP => crate::error::Error::spec(
+            "process.cwd",
+            format!(
+                "{}: too many symbolic links, or a /proc magic link (/proc/<pid>/fd/N, \
+                 /proc/<pid>/cwd, …) leading out of the container",
+                cwd.display()
+            ),
+        ),
+        e => crate::error::Error::Sys {
+            context: what(),
+            source: e,
+        },
+    })?;
+    nix::unistd::fchdir(&dir).ctx(what)?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(crate::error::Error::spec(
+            "process.cwd",
+            format!(
+                "{} is outside the container's root (possible breakout refused)",
+                cwd.display()
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod mountopts;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;

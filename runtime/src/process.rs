@@ -149,16 +149,28 @@ fn helper(chan: &Channel) -> Result<()> {
         Some(ToInit::Config(c)) => *c,
         _ => return Err(Error::Init("expected the init configuration".into())),
     };
+    let fifo_fd = match &cfg.mode {
+        Mode::Create { fifo_fd, .. } => Some(*fifo_fd),
+        Mode::Exec { .. } => None,
+    };
+    let keep: Vec<i32> = [Some(chan.raw()), fifo_fd, cfg.console_fd, cfg.cgroup_fd]
+        .into_iter()
+        .flatten()
+        .collect();
+    close_inherited(&keep, cfg.preserve_fds);
     // SAFETY: the caller passed this fd for us alone; it must not reach the container.
     let cgroup_dir = cfg.cgroup_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     if let Some(fd) = &cgroup_dir {
         set_cloexec(fd.as_raw_fd());
     }
-    // While the helper still has the host's privileges (a joined user namespace takes them):
-    // the container process inherits it.
+    // Opened in the host's view, before any namespace is joined or made (see `procfs`).
+    let proc = crate::procfs::Proc::open()?;
+    // While the helper still has the host's privileges (a joined user namespace takes them),
+    // and before joining anything (the container's /proc is not ours to trust): the container
+    // process inherits it.
     if let Some(adj) = cfg.process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+        proc.write_self("oom_score_adj", adj.to_string().as_bytes())
+            .map_err(|e| Error::spec("process.oomScoreAdj", format!("{adj}: {e}")))?;
     }
     // Join namespaces by path first (all opened before any setns, since joining the mount
     // namespace changes what paths mean); the user namespace goes first. A cgroup namespace is
@@ -185,6 +197,7 @@ fn helper(chan: &Channel) -> Result<()> {
             become_root("the joined user namespace")?;
         }
     }
+    drop(joins);
     let creates = |k| namespaces::creates(&cfg.namespaces, k);
     if creates(Kind::User) {
         nix::sched::unshare(Kind::User.flag()).ctx(|| "create user namespace")?;
@@ -226,7 +239,8 @@ fn helper(chan: &Channel) -> Result<()> {
                     o.nanosecs().unwrap_or(0)
                 ));
             }
-            std::fs::write("/proc/self/timens_offsets", s).ctx(|| "linux.timeOffsets")?;
+            proc.write_self("timens_offsets", s.as_bytes())
+                .map_err(|e| Error::spec("linux.timeOffsets", e.to_string()))?;
         }
     }
     // fork with CLONE_PARENT: the new process is a child of whoever started this helper.
@@ -250,7 +264,7 @@ fn helper(chan: &Channel) -> Result<()> {
     drop(cgroup_dir);
     drop(late_cgroupns);
     // The container process.
-    let Err(e) = container_process(chan, cfg);
+    let Err(e) = container_process(chan, cfg, proc);
     if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
         // Nobody listens on the channel any more: the container's stderr is the only witness.
         eprintln!("husk: container process: {e}");
@@ -289,7 +303,11 @@ fn wait_continue(chan: &Channel) -> Result<(i32, String, HashMap<usize, OwnedFd>
     }
 }
 
-fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::Infallible> {
+fn container_process(
+    chan: &Channel,
+    cfg: InitConfig,
+    proc: crate::procfs::Proc,
+) -> Result<std::convert::Infallible> {
     let (_pid, state_json, idmapped) = wait_continue(chan)?;
     let process = &cfg.process;
     let terminal = process.terminal().unwrap_or(false);
@@ -355,11 +373,12 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                 if let Some(sz) = process.console_size() {
                     crate::tty::set_size(&pty.master, sz.height() as u16, sz.width() as u16)?;
                 }
-                rootfs::bind_console(&root, &crate::inroot::fd_path(&pty.slave))?;
+                crate::tty::mount_console(&root, &pty.slave)?;
                 crate::tty::send_master(sock, &pty.master, &pty.slave_name)?;
                 crate::tty::become_controlled(&pty.slave)?;
             }
             drop(console);
+            drop(root);
             if let Some(h) = spec.hooks() {
                 if h.prestart().is_some() || h.create_runtime().is_some() {
                     chan.send(&FromInit::RunHooks)?;
@@ -375,13 +394,13 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                     "createContainer",
                 )?;
             }
-            // sysctls go through the host's /proc, which acts on our (new) namespaces.
+            // Through the verified procfs: the file a sysctl names acts on our (new) namespaces.
             for (k, v) in linux
                 .and_then(|l| l.sysctl().as_ref())
                 .into_iter()
                 .flatten()
             {
-                crate::security::write_sysctl(k, v)?;
+                proc.write_sysctl(k, v)?;
             }
             rootfs::pivot(rootfs, *no_pivot)?;
             rootfs::finish(spec)?;
@@ -399,6 +418,8 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
             if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
                 crate::security::apply_personality(p)?;
             }
+            let userns = namespaces::has(&cfg.namespaces, Kind::User);
+            let setgroups_allowed = procfs_steps(proc, process, userns)?;
             let prepared = prepare_exec(process)?;
             // Report success, then block until `start` opens the exec fifo.
             chan.send(&FromInit::Ready)?;
@@ -415,14 +436,12 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
             if let Some(h) = spec.hooks() {
                 crate::hooks::run_all(h.start_container().as_ref(), &state_json, "startContainer")?;
             }
-            let userns = namespaces::has(&cfg.namespaces, Kind::User);
             finalize_and_exec(
                 process,
                 linux.and_then(|l| l.seccomp().as_ref()),
                 prepared,
                 cfg.preserve_fds,
-                userns,
-                true,
+                setgroups_allowed,
             )
         }
         Mode::Exec {
@@ -446,18 +465,33 @@ fn container_process(chan: &Channel, cfg: InitConfig) -> Result<std::convert::In
                 crate::tty::become_controlled(&pty.slave)?;
             }
             drop(console);
-            let prepared = prepare_exec(process)?;
             let userns = namespaces::has(&cfg.namespaces, Kind::User);
+            let setgroups_allowed = procfs_steps(proc, process, userns)?;
+            let prepared = prepare_exec(process)?;
             finalize_and_exec(
                 process,
                 seccomp.as_deref(),
                 prepared,
                 cfg.preserve_fds,
-                userns,
-                false,
+                setgroups_allowed,
             )
         }
     }
+}
+
+/// The steps that need procfs, taken while the verified handle is open: the AppArmor label
+/// for the next execve (written before `start`, as runc does) and whether setgroups(2) is
+/// allowed in a user namespace. The handle is closed on return, before the process enters
+/// its working directory.
+fn procfs_steps(proc: crate::procfs::Proc, p: &Process, userns: bool) -> Result<bool> {
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        crate::security::apply_apparmor(&proc, profile)?;
+    }
+    Ok(!userns
+        || proc
+            .read_self("setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true))
 }
 
 /// Everything needed for execve, resolved while errors can still reach the caller.
@@ -480,8 +514,7 @@ fn prepare_exec(p: &Process) -> Result<Prepared> {
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(p.user().uid())));
     }
-    let cwd = p.cwd();
-    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    crate::inroot::chdir_in_root(p.cwd())?;
     let path_var = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -576,18 +609,60 @@ pub fn lookup(name: &str, path_var: &str) -> Result<PathBuf> {
     ))
 }
 
-fn close_fds_from(first: i32) {
-    // Everything above stdio + preserved fds must not leak into the container.
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        for fd in fds {
-            if fd >= first {
-                set_cloexec(fd);
-            }
+/// The first fd after stdio and the `--preserve-fds` ones.
+fn first_unpreserved(preserve_fds: i32) -> u32 {
+    3u32.saturating_add(preserve_fds.max(0) as u32)
+}
+
+/// close_range(2) of `first..=last` with `flags`; without it (kernel < 5.9) one fd at a time
+/// up to the fd limit. No /proc involved: the container's may lie.
+fn close_range(first: u32, last: u32, flags: u32) {
+    if first > last {
+        return;
+    }
+    // SAFETY: close_range only closes (or marks) fds of this process.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) } == 0 {
+        return;
+    }
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(1 << 20) as u32)
+        .unwrap_or(1 << 16);
+    for fd in first..=last.min(limit) {
+        if flags & libc::CLOSE_RANGE_CLOEXEC != 0 {
+            set_cloexec(fd as i32);
+        } else {
+            // SAFETY: closing an fd number this process may or may not hold.
+            unsafe { libc::close(fd as i32) };
         }
     }
+}
+
+/// Closes every fd the helper inherited but does not need: only stdio, the preserved fds,
+/// and `keep` (the channel, the exec fifo, the console socket) stay. A caller's stray fd — a
+/// directory of the host, say — must never be reachable from the container, not even as
+/// `/proc/self/fd/N` for a working directory before exec (CVE-2024-21626).
+fn close_inherited(keep: &[i32], preserve_fds: i32) {
+    let first = first_unpreserved(preserve_fds);
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = first;
+    for k in keep {
+        if k > from {
+            close_range(from, k - 1, 0);
+        }
+        from = from.max(k + 1);
+    }
+    close_range(from, u32::MAX, 0);
+}
+
+/// Everything above stdio and the preserved fds is closed by execve.
+fn close_fds_from(first: u32) {
+    close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
 }
 
 fn finalize_and_exec(
@@ -595,24 +670,16 @@ fn finalize_and_exec(
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     prep: Prepared,
     preserve_fds: i32,
-    userns: bool,
-    _init: bool,
+    setgroups_allowed: bool,
 ) -> Result<std::convert::Infallible> {
     let filter = seccomp.map(crate::seccomp::compile).transpose()?;
     let nnp = p.no_new_privileges().unwrap_or(false);
-    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
-        crate::security::apply_apparmor(profile)?;
-    }
     crate::security::apply_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load before dropping it.
     if let (Some(f), false) = (&filter, nnp) {
         crate::seccomp::load(f)?;
     }
     crate::security::apply_bounding(p.capabilities().as_ref())?;
-    let setgroups_allowed = !userns
-        || std::fs::read_to_string("/proc/self/setgroups")
-            .map(|s| s.trim() != "deny")
-            .unwrap_or(true);
     crate::security::switch_user(p.user(), setgroups_allowed)?;
     crate::security::apply_caps(p.capabilities().as_ref())?;
     if nnp {
@@ -621,7 +688,7 @@ fn finalize_and_exec(
     if let (Some(f), true) = (&filter, nnp) {
         crate::seccomp::load(f)?;
     }
-    close_fds_from(3 + preserve_fds);
+    close_fds_from(first_unpreserved(preserve_fds));
     let e = nix::unistd::execve(&prep.path, &prep.args, &prep.env).unwrap_err();
     Err(e).ctx(|| format!("exec {:?}", prep.path))
 }
@@ -633,10 +700,11 @@ pub fn write_id_maps(pid: i32, uid: &[(u32, u32, u32)], gid: &[(u32, u32, u32)])
             .map(|(c, h, s)| format!("{c} {h} {s}\n"))
             .collect::<String>()
     };
-    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))
-        .ctx(|| "write uid_map (linux.uidMappings)")?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
-        .ctx(|| "write gid_map (linux.gidMappings)")?;
+    let proc = crate::procfs::Proc::open()?;
+    proc.write_pid(pid, "uid_map", fmt(uid).as_bytes())
+        .map_err(|e| Error::spec("linux.uidMappings", e.to_string()))?;
+    proc.write_pid(pid, "gid_map", fmt(gid).as_bytes())
+        .map_err(|e| Error::spec("linux.gidMappings", e.to_string()))?;
     Ok(())
 }
 

@@ -772,8 +772,34 @@ fn create_device(root: &Root, d: &LinuxDevice, bind: bool) -> Result<()> {
     Ok(())
 }
 
-/// maskedPaths: files get /dev/null bound over them, directories an empty read-only tmpfs.
+/// The null device files are masked with, opened once and checked to really be one:
+/// char 1:3 on the opened fd, so what is bound is never a symlink's target or a file mounted
+/// over /dev/null, e.g. a procfs file such as /proc/sys/kernel/core_pattern (CVE-2025-31133).
+/// Runs before pivot_root: this is the host's /dev/null, not the container's.
+fn null_device() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open /dev/null to mask paths with")?;
+    let st = nix::sys::stat::fstat(&fd).ctx(|| "stat /dev/null")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(1, 3) {
+        return Err(Error::Init(format!(
+            "refusing to mask paths with /dev/null: it is not the null device (char 1:3) but \
+             mode {:o} rdev {}:{}",
+            st.st_mode,
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        )));
+    }
+    Ok(fd)
+}
+
+/// maskedPaths: files get the null device bound over them, directories an empty read-only
+/// tmpfs.
 pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
+    let mut null: Option<OwnedFd> = None;
     for p in paths {
         let t = match root.resolve(Path::new(p)) {
             Ok(t) => t,
@@ -793,8 +819,12 @@ pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
                 || format!("mask {p}"),
             )?;
         } else {
+            if null.is_none() {
+                null = Some(null_device()?);
+            }
+            let null = null.as_ref().expect("opened above");
             mnt(
-                Some(Path::new("/dev/null")),
+                Some(&fd_path(null)),
                 &fd_path(&t),
                 None,
                 MsFlags::MS_BIND,
@@ -832,19 +862,6 @@ pub fn readonly_paths(root: &Root, paths: &[String]) -> Result<()> {
         let _ = mount_setattr(&t, crate::mountopts::MOUNT_ATTR_RDONLY, 0, true);
     }
     Ok(())
-}
-
-/// /dev/console becomes the container's pty slave.
-pub fn bind_console(root: &Root, slave_path: &Path) -> Result<()> {
-    let t = root.mkfile(Path::new("/dev/console"), 0o600)?;
-    mnt(
-        Some(slave_path),
-        &fd_path(&t),
-        None,
-        MsFlags::MS_BIND,
-        None,
-        || "bind the pty onto /dev/console".into(),
-    )
 }
 
 /// Switches the process root to the rootfs.

@@ -217,21 +217,20 @@ pub fn check_apparmor_profile(profile: &str) -> Result<()> {
     }
 }
 
-/// Arranges for `profile` to be applied at the next execve.
-pub fn apply_apparmor(profile: &str) -> Result<()> {
+/// Arranges for `profile` to be applied at the next execve, through the verified procfs
+/// (a label written anywhere else would leave the container unconfined: CVE-2019-19921).
+pub fn apply_apparmor(proc: &crate::procfs::Proc, profile: &str) -> Result<()> {
     if !apparmor_enabled() {
         return Err(Error::Unsupported {
             feature: format!("process.apparmorProfile {profile:?}"),
             reason: "AppArmor is not enabled on this host".into(),
         });
     }
-    let attr = if std::path::Path::new("/proc/self/attr/apparmor/exec").exists() {
-        "/proc/self/attr/apparmor/exec"
-    } else {
-        "/proc/self/attr/exec"
-    };
-    std::fs::write(attr, format!("exec {profile}"))
-        .ctx(|| format!("set AppArmor profile {profile:?} via {attr}"))
+    let data = format!("exec {profile}");
+    // The LSM-specific file first (kernel >= 5.1 with stacking), then the legacy one.
+    proc.write_self("attr/apparmor/exec", data.as_bytes())
+        .or_else(|_| proc.write_self("attr/exec", data.as_bytes()))
+        .map_err(|e| Error::spec("process.apparmorProfile", format!("{profile:?}: {e}")))
 }
 
 pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
@@ -265,32 +264,30 @@ pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
 }
 
 /// Which namespace a sysctl belongs to; only namespaced sysctls may be set for a container.
+/// Keys are named as sysctl(8) names them, with dots or slashes (see
+/// [`crate::procfs::sysctl_path`]); a key that is no sysctl name belongs to none.
 pub fn sysctl_namespace(key: &str) -> Option<crate::namespaces::Kind> {
     use crate::namespaces::Kind;
+    let path = crate::procfs::sysctl_path(key).ok()?;
     let ipc = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
+        "kernel/msgmax",
+        "kernel/msgmnb",
+        "kernel/msgmni",
+        "kernel/sem",
+        "kernel/shmall",
+        "kernel/shmmax",
+        "kernel/shmmni",
+        "kernel/shm_rmid_forced",
     ];
-    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+    if ipc.contains(&path.as_str()) || path.starts_with("fs/mqueue/") {
         Some(Kind::Ipc)
-    } else if key.starts_with("net.") {
+    } else if path.starts_with("net/") {
         Some(Kind::Network)
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+    } else if path == "kernel/hostname" || path == "kernel/domainname" {
         Some(Kind::Uts)
     } else {
         None
     }
-}
-
-pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).ctx(|| format!("linux.sysctl {key}={value} ({path})"))
 }
 
 #[cfg(test)]
@@ -334,6 +331,14 @@ mod tests {
         assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some(Kind::Ipc));
         assert_eq!(sysctl_namespace("vm.swappiness"), None);
         assert_eq!(sysctl_namespace("kernel.pid_max"), None);
+        // Slash-separated names (sysctl(8)) classify the same; a path that walks out of its
+        // namespace's directory is no sysctl name at all.
+        assert_eq!(
+            sysctl_namespace("net/ipv4/conf/eth0.100/forwarding"),
+            Some(Kind::Network)
+        );
+        assert_eq!(sysctl_namespace("kernel/shm_rmid_forced"), Some(Kind::Ipc));
+        assert_eq!(sysctl_namespace("net/../kernel/core_pattern"), None);
     }
 
     #[test]

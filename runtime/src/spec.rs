@@ -118,6 +118,7 @@ pub fn validate(spec: &Spec, plan: &[Action]) -> Result<()> {
         .into_iter()
         .flatten()
     {
+        crate::procfs::sysctl_path(k)?;
         match crate::security::sysctl_namespace(k) {
             Some(ns) if namespaces::isolated(plan, ns) => {}
             Some(ns) => {

@@ -307,16 +307,20 @@ fn born_in_cgroup(h: &Husk, env: &[(&str, &str)]) -> Vec<bool> {
         &["run", "--detach", "--bundle", bundle, &b.id][..],
         &["exec", &b.id, "true"][..],
     ] {
+        // stderr to a file, not a pipe: a detached container keeps the stdio it was given,
+        // so reading a pipe to its end would wait for the container to exit.
+        let err = b.path().join(format!("stderr-{}", args[0]));
         let mut cmd = h.cmd(&[&global[..], args].concat());
-        let out = cmd
+        let status = cmd
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .output()
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
             .unwrap();
         assert!(
-            out.status.success(),
+            status.success(),
             "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            std::fs::read_to_string(&err).unwrap_or_default()
         );
     }
     finish(h, &b);

@@ -5,20 +5,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn runc() -> Husk {
-    assert!(
-        std::path::Path::new("/usr/sbin/runc").exists()
-            || std::path::Path::new("/usr/bin/runc").exists(),
-        "runc is not installed (the README's test command installs it)"
-    );
-    require_root();
-    Husk::with_bin(if std::path::Path::new("/usr/sbin/runc").exists() {
-        "/usr/sbin/runc"
-    } else {
-        "/usr/bin/runc"
-    })
-}
-
 /// What a process sees of its container, in a form both runtimes must agree on.
 const PROBE: &str = "id; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
     cat /proc/self/uid_map; ls -A /dev | sort | tr '\\n' ' '; echo; \

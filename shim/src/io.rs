@@ -59,19 +59,12 @@ pub fn parse_uri(s: &str) -> Result<Sink, String> {
         .strip_prefix("binary://")
         .or_else(|| s.strip_prefix("binary-v2://"))
     {
-        // binary:///path/to/logger?key=value&flag → logger key value flag
+        // binary:///path/to/logger?key=value&flag → logger key value flag ""
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut args = Vec::new();
-        for kv in query.split('&').filter(|x| !x.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            args.push(k.to_string());
-            if !v.is_empty() {
-                args.push(v.to_string());
-            }
-        }
+        let path = unescape(path, false).ok_or_else(|| format!("{s}: bad %-escape in the path"))?;
         return Ok(Sink::Binary {
-            path: path.to_string(),
-            args,
+            path,
+            args: logger_args(query),
         });
     }
     if s.contains("://") {
@@ -80,11 +73,98 @@ pub fn parse_uri(s: &str) -> Result<Sink, String> {
     Ok(Sink::Fifo(s.to_string()))
 }
 
+/// Percent-decoding as Go's net/url does it for containerd: `%XX` everywhere, and `+` as a
+/// space in a query. `None` for a malformed escape.
+fn unescape(s: &str, query: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if query => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A `binary://` logger's arguments, as containerd's runc shim derives them from the query
+/// (Go's url.Query): each key once, followed by its first value (empty if it has none);
+/// `&`-separated pairs, empty ones and ones with a `;` or a malformed escape skipped.
+/// Go iterates its map in random order; husk keeps the order of first appearance.
+fn logger_args(query: &str) -> Vec<String> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for kv in query
+        .split('&')
+        .filter(|x| !x.is_empty() && !x.contains(';'))
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let (Some(k), Some(v)) = (unescape(k, true), unescape(v, true)) else {
+            continue;
+        };
+        if !pairs.iter().any(|(seen, _)| *seen == k) {
+            pairs.push((k, v));
+        }
+    }
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+}
+
+/// How long the shim waits for the reader of an output FIFO to open it before opening its own
+/// end anyway. containerd opens its readers before it sends the request, so normally there is
+/// no wait at all; the bound is for a FIFO nobody reads.
+pub const FIFO_READER_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens output FIFO `p` for writing, once its reader has opened it (or after `wait`).
+///
+/// containerd opens its reader with a *blocking* open(2), on a goroutine, possibly after the
+/// request reached the shim (containerd/fifo drops O_NONBLOCK), and a blocking reader's open
+/// waits for a writer to arrive after it (fifo(7); `wait_for_partner` in fs/pipe.c). An exec
+/// that prints nothing on a stream and exits at once had its FIFO opened and closed by the
+/// shim before that open: containerd never saw the writer, its copy of the stream never ended,
+/// and the ExecSync waiting for it hung until its timeout, leaving containerd holding the
+/// FIFO's fd for good (found by the soak: about 1 exec in 6,000). So the shim first opens
+/// O_WRONLY|O_NONBLOCK, which fails with ENXIO until a reader is there and, once it succeeds,
+/// is the writer that reader sees arrive. The handle kept is O_RDWR: never ENXIO, never EPIPE
+/// while containerd is away (a restart).
+fn open_fifo_writer(p: &str, wait: Duration) -> std::io::Result<OwnedFd> {
+    let t = Instant::now();
+    let announced = loop {
+        match open_path(p, libc::O_WRONLY | libc::O_NONBLOCK) {
+            Ok(fd) => break Some(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if t.elapsed() >= wait {
+                    tracing::warn!(
+                        fifo = p,
+                        "no reader opened this FIFO; writing into it anyway"
+                    );
+                    break None;
+                }
+                // A blocking wait on a tokio worker, bounded and normally zero (see above).
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let fd = open_path(p, libc::O_RDWR | libc::O_NONBLOCK)?;
+    drop(announced);
+    Ok(fd)
+}
+
 fn open_sink(sink: &Sink) -> std::io::Result<Option<OwnedFd>> {
     match sink {
         Sink::None | Sink::Binary { .. } => Ok(None),
-        // O_RDWR: never ENXIO, never EPIPE while containerd is away.
-        Sink::Fifo(p) => open_path(p, libc::O_RDWR | libc::O_NONBLOCK).map(Some),
+        Sink::Fifo(p) => open_fifo_writer(p, FIFO_READER_WAIT).map(Some),
         Sink::File(p) => {
             if let Some(dir) = Path::new(p).parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -548,9 +628,32 @@ mod tests {
             matches!(parse_uri("file:///var/log/c.log").unwrap(), Sink::File(p) if p == "/var/log/c.log")
         );
         assert!(
-            matches!(parse_uri("binary:///usr/bin/logger?tag=web&verbose").unwrap(), Sink::Binary { path, args } if path == "/usr/bin/logger" && args == ["tag", "web", "verbose"])
+            matches!(parse_uri("binary:///usr/bin/logger?tag=web&verbose").unwrap(), Sink::Binary { path, args } if path == "/usr/bin/logger" && args == ["tag", "web", "verbose", ""])
         );
         assert!(parse_uri("tcp://x").is_err());
+    }
+
+    /// Found by the `shim_args` fuzz target: the logger's arguments were taken from the raw
+    /// query (no %-decoding, empty values dropped, repeated keys repeated), unlike
+    /// containerd's runc shim, which the logger binaries are written against.
+    #[test]
+    fn logger_query_is_decoded_like_containerd() {
+        let args = |uri: &str| match parse_uri(uri).unwrap() {
+            Sink::Binary { path, args } => (path, args),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(
+                "binary:///opt/my%20logger?tag=a%26b&msg=hello+world&=v&k&&x;y=1&tag=again&bad=%zz"
+            ),
+            (
+                "/opt/my logger".to_string(),
+                ["tag", "a&b", "msg", "hello world", "", "v", "k", ""]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert!(parse_uri("binary:///opt/log%2").is_err());
     }
 
     #[test]
@@ -655,6 +758,47 @@ mod tests {
             "the copy was over before the reader took anything"
         );
         assert_eq!(reader.join().unwrap(), N);
+    }
+
+    #[test]
+    fn a_reader_that_opens_late_sees_the_end_of_a_silent_stream() {
+        // containerd's reader: a blocking open(2) on a thread of its own that runs late, then
+        // a read to end-of-file. The shim opens the FIFO for a stream that gets no output (an
+        // exec printing nothing on stderr) and closes it at once: the reader must still see
+        // end-of-file, not wait forever in open(2) for a writer that has come and gone.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stderr");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut f = std::fs::File::open(path).unwrap();
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut got).unwrap();
+            let _ = tx.send(got.len());
+        });
+        let fd = open_sink(&Sink::Fifo(fifo.display().to_string()))
+            .unwrap()
+            .unwrap();
+        drop(fd);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Ok(0),
+            "the reader never saw the end of the stream"
+        );
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_is_opened_after_a_bounded_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let t = Instant::now();
+        let fd = open_fifo_writer(fifo.to_str().unwrap(), Duration::from_millis(50)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // Writable without a reader (the handle is O_RDWR): no EPIPE, no ENXIO.
+        assert_eq!(nix::unistd::write(&fd, b"x"), Ok(1));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -2,21 +2,7 @@
 //! over the husk native runtime core. No runc, and no exec of the husk CLI: containers are
 //! created in process through `husk_runtime`.
 
-mod args;
-mod console;
-mod events;
-mod io;
-mod lifecycle;
-mod manager;
-mod metrics;
-mod mount;
-mod oom;
-mod options;
-mod reaper;
-mod residency;
-mod service;
-mod shim_cgroup;
-
+use containerd_shim_husk_v2::{args, events, manager, reaper, residency, service};
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc;
 use std::sync::Arc;

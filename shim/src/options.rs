@@ -169,18 +169,22 @@ fn generic_config(o: &runtime_options::Options) -> Result<toml_edit::DocumentMut
     })
 }
 
-/// A top-level string key, matched case-insensitively as containerd's TOML decoding matches
-/// Go field names.
+/// A top-level key, matched case-insensitively as containerd's TOML decoding matches Go field
+/// names.
+fn toml_item<'a>(doc: &'a toml_edit::DocumentMut, key: &str) -> Option<&'a toml_edit::Item> {
+    doc.as_table()
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, item)| item)
+}
+
+/// A top-level string key (`toml_item`).
 fn toml_string(
     doc: &toml_edit::DocumentMut,
     key: &'static str,
     what: &str,
 ) -> Result<Option<String>, OptionsError> {
-    let Some((_, item)) = doc
-        .as_table()
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-    else {
+    let Some(item) = toml_item(doc, key) else {
         return Ok(None);
     };
     match item.as_str() {
@@ -194,17 +198,13 @@ fn toml_string(
     }
 }
 
-/// A top-level boolean key, matched as `toml_string` matches.
+/// A top-level boolean key (`toml_item`).
 fn toml_bool(
     doc: &toml_edit::DocumentMut,
     key: &'static str,
     what: &str,
 ) -> Result<Option<bool>, OptionsError> {
-    let Some((_, item)) = doc
-        .as_table()
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-    else {
+    let Some(item) = toml_item(doc, key) else {
         return Ok(None);
     };
     item.as_bool()

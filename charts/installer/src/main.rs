@@ -69,6 +69,20 @@ enum Cmd {
         /// Config schema for an empty or missing config: 2 (containerd 1.6/1.7) or 3 (2.x).
         #[arg(long = "config-version", default_value_t = 2)]
         config_version: u8,
+        /// How to register husk: `runc-type` (runtime_type io.containerd.runc.v2 with
+        /// runtime_path = the shim: containerd before 2.2.7 / 2.3.4 asks only runc-type
+        /// handlers for their features, such as user namespaces), `native`
+        /// (io.containerd.husk.v2), or `auto`: by the node's containerd version.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "runc-type", "native"])]
+        registration: String,
+        /// The node's containerd version for `--registration auto` (else asked of the API
+        /// server with --node-name, or of `containerd --version`).
+        #[arg(long = "containerd-version")]
+        containerd_version: Option<String>,
+        /// The shim's path as containerd sees it, for the runc-type registration's
+        /// `runtime_path` (default: --bin-dir's; in a pod the host path differs).
+        #[arg(long = "runtime-path")]
+        runtime_path: Option<PathBuf>,
     },
     /// Stay running (the DaemonSet's main container); on SIGTERM, optionally uninstall.
     Hold {
@@ -165,12 +179,103 @@ fn restart(yes: bool, change: Change) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// The node's containerd version, for `--registration auto`: given, else from the API server
+/// (kubelet's report of the node), else from `containerd --version` (run in the host's mount
+/// namespace from a pod with hostPID). Each source that fails says why.
+fn containerd_version(common: &Common, given: Option<&str>) -> Option<(u32, u32, u32)> {
+    if let Some(v) = given {
+        let parsed = parse_containerd_version(v);
+        if parsed.is_none() {
+            println!("--containerd-version {v:?} holds no major.minor.patch");
+        }
+        return parsed;
+    }
+    if let Some(node) = &common.node_name {
+        match kube::ApiServer::in_cluster().and_then(|api| api.node_runtime_version(node)) {
+            Ok(v) => match parse_containerd_version(&v) {
+                Some(ver) if v.starts_with("containerd") => return Some(ver),
+                _ => println!("node {node} runs {v:?}, not containerd"),
+            },
+            Err(e) => println!("containerd version from the API server: {e}"),
+        }
+    }
+    let mut cmd = std::process::Command::new("containerd");
+    cmd.arg("--version");
+    if let Some(ns) = host_mount_ns() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setns is a single syscall, safe between fork and exec (see `restart`).
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    match cmd.output() {
+        Ok(o) if o.status.success() => {
+            parse_containerd_version(&String::from_utf8_lossy(&o.stdout))
+        }
+        Ok(o) => {
+            println!("containerd --version: {}", o.status);
+            None
+        }
+        Err(e) => {
+            println!("containerd --version: {e}");
+            None
+        }
+    }
+}
+
+/// The registration `--registration` asks for, explained.
+fn choose_registration(
+    common: &Common,
+    asked: &str,
+    given_version: Option<&str>,
+    runtime_path: Option<PathBuf>,
+) -> Registration {
+    let shim = runtime_path.unwrap_or_else(|| common.bin_dir.join(SHIM_NAME));
+    match asked {
+        "native" => Registration::Native,
+        "runc-type" => {
+            if let Some(v @ (a, b, c)) = given_version.and_then(parse_containerd_version) {
+                if !runs_runtime_path(v) {
+                    eprintln!("warning: containerd {a}.{b}.{c} may ignore runtime_path for CRI pods (containerd#8207, fixed in 1.7.1): a runc-type husk handler then runs its pods on runc, and 1.x reports no handler features; use --registration native or auto");
+                }
+            }
+            Registration::RuncType { runtime_path: shim }
+        }
+        _ => {
+            let version = containerd_version(common, given_version);
+            let reg = registration_for(version, &shim);
+            match (version, &reg) {
+                (Some(v @ (a, b, c)), Registration::Native) if !runs_runtime_path(v) => println!(
+                    "containerd {a}.{b}.{c} reports no handler features (and 1.6 ignores runtime_path, containerd#8207): registering husk natively ({RUNTIME_TYPE})"
+                ),
+                (Some((a, b, c)), Registration::Native) => println!(
+                    "containerd {a}.{b}.{c} asks every runtime type for its features: registering husk natively ({RUNTIME_TYPE})"
+                ),
+                (Some((a, b, c)), _) => println!(
+                    "containerd {a}.{b}.{c} asks only runc-type runtimes for their features (user namespaces, recursive read-only mounts; fixed in 2.2.7, 2.3.4 and 2.4): registering husk as {RUNC_RUNTIME_TYPE} with runtime_path {}",
+                    shim.display()
+                ),
+                (None, _) => println!(
+                    "containerd's version is unknown: registering husk natively ({RUNTIME_TYPE}), which runs pods on husk on every containerd (pass --registration or --containerd-version to choose: containerd 2.x before 2.2.7 / 2.3.4 reports user namespaces for husk only when it is registered as runc-type)"
+                ),
+            }
+            reg
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.cmd {
         Cmd::Install {
             common,
             shim,
             config_version,
+            registration,
+            containerd_version,
+            runtime_path,
         } => {
             let text = std::fs::read_to_string(&common.config).unwrap_or_default();
             let default = if config_version == 3 {
@@ -178,36 +283,49 @@ fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 Schema::V2
             };
+            let reg = choose_registration(
+                &common,
+                &registration,
+                containerd_version.as_deref(),
+                runtime_path,
+            );
             let Decision {
                 plan,
                 schema,
                 driver,
                 runc_handler,
-            } = plan_install(&common.config, &text, default, Some(&common.drop_in_dir))?;
+            } = plan_install(
+                &common.config,
+                &text,
+                default,
+                Some(&common.drop_in_dir),
+                &reg,
+            )?;
             println!(
                 "cgroup driver: {} (SystemdCgroup = {}), as {}",
-                match driver {
-                    Driver::Systemd => "systemd",
-                    Driver::Cgroupfs => "cgroupfs",
-                },
+                driver.name(),
                 driver == Driver::Systemd,
                 runc_handler
                     .map(|h| format!("runtime handler `{h}` (runc) uses"))
                     .unwrap_or_else(|| "containerd's built-in runc handler uses".into())
             );
-            let dst = install_binary(&shim, &common.bin_dir, "containerd-shim-husk-v2")?;
+            let dst = install_binary(&shim, &common.bin_dir, SHIM_NAME)?;
             println!("installed {}", dst.display());
             let already = matches!(plan, Plan::AlreadyInstalled);
             match plan {
                 Plan::AlreadyInstalled => println!(
-                    "runtime handler `{HANDLER}` already registered in {}",
+                    "runtime handler `{HANDLER}` already registered ({}, {}) in {}",
+                    reg.name(),
+                    driver.name(),
                     common.config.display()
                 ),
                 Plan::InPlace(out) => {
                     backup(&common.config, &text)?;
                     write_atomic(&common.config, out.as_bytes())?;
                     println!(
-                        "registered runtime handler `{HANDLER}` ({RUNTIME_TYPE}) in {} (plugin {})",
+                        "registered runtime handler `{HANDLER}` ({}, {}) in {} (plugin {})",
+                        reg.name(),
+                        reg.runtime_type(),
                         common.config.display(),
                         schema.cri_plugin()
                     );
@@ -225,7 +343,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                         write_atomic(&common.config, c.as_bytes())?;
                     }
                     println!(
-                        "registered runtime handler `{HANDLER}` in drop-in {}",
+                        "registered runtime handler `{HANDLER}` ({}, {}) in drop-in {}",
+                        reg.name(),
+                        reg.runtime_type(),
                         file.display()
                     );
                 }
@@ -307,7 +427,7 @@ fn uninstall(common: Common, force: bool) -> Result<(), Error> {
             println!("removed {}", drop.display());
         }
     }
-    let bin = common.bin_dir.join("containerd-shim-husk-v2");
+    let bin = common.bin_dir.join(SHIM_NAME);
     if bin.exists() {
         std::fs::remove_file(&bin)
             .map_err(|e| Error::Io(format!("remove {}: {e}", bin.display())))?;

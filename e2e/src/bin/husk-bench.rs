@@ -1,7 +1,13 @@
 //! husk against containerd's runc shim with runc, and the same shim with crun, through one
 //! private containerd, in one run, interleaved. Prints a table, writes JSON and an SVG chart.
 //!
-//!   husk-bench [--iterations N] [--out DIR]      (N defaults to 100; CI runs a quick N)
+//!   husk-bench [--iterations N] [--out DIR] [--handlers LIST] [--memory-pods LIST]
+//!              [--parallel LIST] [--ratios-only WHY]      (see `USAGE`; CI runs a quick N)
+//!
+//! The test bed takes its containerd, cgroup driver and runtime binaries from the environment
+//! (`husk_e2e::env`: `HUSK_CONTAINERD`, `HUSK_CGROUP_DRIVER`, `HUSK_RUNC`, `HUSK_CRUN`), so the
+//! same benchmark runs on this host and inside the systemd + cgroup v2 node guest
+//! (`husk-node bench`), where pods get kubelet's cgroup parents for that driver.
 
 use husk_e2e::bed::{TestBed, BUSYBOX, SCRATCH};
 use husk_e2e::cri::{v1 as cri, Cri};
@@ -9,7 +15,113 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// The handlers the benchmark knows, in the order of every table and chart: husk is measured,
+/// runc and crun are the references.
 const HANDLERS: [&str; 3] = ["husk", "runc", "crun"];
+
+const USAGE: &str = "usage: husk-bench [OPTIONS]
+Starts a private containerd (the test bed, needs root) and measures husk against runc and crun,
+interleaved. The environment selects containerd, the cgroup driver and the runtime binaries
+(HUSK_CONTAINERD, HUSK_CGROUP_DRIVER=systemd|cgroupfs, HUSK_RUNC, HUSK_CRUN; see e2e/src/env.rs).
+  --iterations N        CRI lifecycles and ctr runs per handler (default 100)
+  --out DIR             where results.json, p50.svg and memory.svg go (default bench-results)
+  --handlers LIST       comma-separated subset of husk,runc,crun; husk is required (default all)
+  --memory-pods LIST    running pods at which shim memory is taken (default 1,10,50,100; 1,3
+                        below 20 iterations)
+  --parallel LIST       CRI clients in parallel for pods/s (default 1,4,16)
+  --ratios-only WHY     print ratios instead of absolute times (memory stays in kB), saying WHY
+                        (e.g. an emulated CPU, where times are not comparable with anything)";
+
+/// What the command line asked for.
+struct Options {
+    iterations: usize,
+    out_dir: std::path::PathBuf,
+    handlers: Vec<&'static str>,
+    memory_pods: Option<Vec<usize>>,
+    parallel: Vec<usize>,
+    ratios_only: Option<String>,
+}
+
+fn usage_error(msg: String) -> ! {
+    eprintln!("husk-bench: {msg}\n{USAGE}");
+    std::process::exit(2)
+}
+
+/// A comma-separated list of positive numbers.
+fn number_list(flag: &str, v: Option<String>) -> Vec<usize> {
+    let list: Option<Vec<usize>> = v.and_then(|v| {
+        v.split(',')
+            .map(|x| x.trim().parse::<usize>().ok().filter(|n| *n > 0))
+            .collect()
+    });
+    match list {
+        Some(l) if !l.is_empty() => l,
+        _ => usage_error(format!(
+            "{flag} needs a comma-separated list of positive numbers"
+        )),
+    }
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Options {
+        let mut o = Options {
+            iterations: 100,
+            out_dir: "bench-results".into(),
+            handlers: HANDLERS.to_vec(),
+            memory_pods: None,
+            parallel: vec![1, 4, 16],
+            ratios_only: None,
+        };
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--iterations" => {
+                    o.iterations = match args.next().map(|v| v.parse::<usize>()) {
+                        Some(Ok(n)) if n > 0 => n,
+                        _ => usage_error("--iterations needs a positive number".into()),
+                    }
+                }
+                "--out" => match args.next() {
+                    Some(d) => o.out_dir = d.into(),
+                    None => usage_error("--out needs a directory".into()),
+                },
+                "--handlers" => {
+                    let v = args.next().unwrap_or_default();
+                    let mut hs = Vec::new();
+                    for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                        match HANDLERS.iter().find(|k| **k == h) {
+                            Some(k) if !hs.contains(k) => hs.push(*k),
+                            Some(_) => {}
+                            None => usage_error(format!(
+                                "--handlers: unknown handler {h:?} (husk, runc, crun)"
+                            )),
+                        }
+                    }
+                    if !hs.contains(&"husk") {
+                        usage_error("--handlers must include husk".into());
+                    }
+                    // The tables' order, whatever the order given.
+                    o.handlers = HANDLERS
+                        .iter()
+                        .copied()
+                        .filter(|h| hs.contains(h))
+                        .collect();
+                }
+                "--memory-pods" => o.memory_pods = Some(number_list(&a, args.next())),
+                "--parallel" => o.parallel = number_list(&a, args.next()),
+                "--ratios-only" => match args.next() {
+                    Some(why) if !why.trim().is_empty() => o.ratios_only = Some(why),
+                    _ => usage_error("--ratios-only needs a reason".into()),
+                },
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => usage_error(format!("unknown argument {other:?}")),
+            }
+        }
+        o
+    }
+}
 
 #[derive(Default)]
 struct Samples(BTreeMap<(String, String), Vec<f64>>);
@@ -44,7 +156,7 @@ fn lifecycle(
     i: usize,
     s: &mut Samples,
 ) -> Result<(), String> {
-    let pod_cfg = Cri::pod_config(
+    let pod_cfg = bed.pod_config(
         &format!("b-{handler}-{i}"),
         &bed.dir.path().join("bench-logs"),
     );
@@ -119,7 +231,7 @@ fn start_sleeping_pod(
     handler: &str,
     name: &str,
 ) -> Result<String, String> {
-    let pod_cfg = Cri::pod_config(name, &bed.dir.path().join("bench-logs"));
+    let pod_cfg = bed.pod_config(name, &bed.dir.path().join("bench-logs"));
     let req = cri::RunPodSandboxRequest {
         config: Some(pod_cfg.clone()),
         runtime_handler: handler.into(),
@@ -185,7 +297,7 @@ fn container_cost(
     handler: &str,
     i: usize,
 ) -> Result<(f64, f64), String> {
-    let pod_cfg = Cri::pod_config(
+    let pod_cfg = bed.pod_config(
         &format!("cost-{handler}-{i}"),
         &bed.dir.path().join("bench-logs"),
     );
@@ -233,7 +345,7 @@ fn log_throughput(
     bytes: usize,
 ) -> Result<(f64, usize), String> {
     let logs = bed.dir.path().join(format!("bench-logs-{handler}"));
-    let pod_cfg = Cri::pod_config(&format!("log-{handler}"), &logs);
+    let pod_cfg = bed.pod_config(&format!("log-{handler}"), &logs);
     let pod = c.run_pod(&pod_cfg, handler);
     let script = format!("head -c {bytes} /dev/zero | tr '\\0' a | fold -w 1023");
     let cfg = Cri::container_config("writer", BUSYBOX, &["sh", "-c", &script]);
@@ -343,9 +455,20 @@ fn ctr_run(
         _ => "io.containerd.runc.v2",
     };
     let mut a = vec!["run", "--rm", "--runtime", rt];
+    let crun = husk_e2e::env::crun_binary().display().to_string();
     if handler_runtime == "crun" {
         a.push("--runc-binary");
-        a.push("/usr/bin/crun");
+        a.push(&crun);
+    }
+    // With the systemd driver every runtime gets a `slice:prefix:name` cgroup and makes it a
+    // transient scope: runc and crun through the runc shim's `SystemdCgroup` option, husk by
+    // its per-container rule (a slice path on a host whose init is systemd).
+    let cgroup = format!("system.slice:husk-bench:{id}");
+    if bed.driver == Some(husk_e2e::env::CgroupDriver::Systemd) {
+        a.extend(["--cgroup", &cgroup]);
+        if handler_runtime != "husk" {
+            a.push("--runc-systemd-cgroup");
+        }
     }
     a.push(image);
     a.push(id);
@@ -357,35 +480,34 @@ fn ctr_run(
     Ok(ms)
 }
 
-fn main() {
-    const USAGE: &str = "usage: husk-bench [--iterations N (default 100)] [--out DIR (default bench-results)]\n\
-         Starts a private containerd (the test bed, needs root) and measures husk against runc and crun.";
-    let mut iterations = 100usize;
-    let mut out_dir = std::path::PathBuf::from("bench-results");
-    let mut args = std::env::args().skip(1);
-    let usage_error = |msg: String| -> ! {
-        eprintln!("husk-bench: {msg}\n{USAGE}");
-        std::process::exit(2)
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--iterations" => {
-                iterations = match args.next().map(|v| v.parse::<usize>()) {
-                    Some(Ok(n)) if n > 0 => n,
-                    _ => usage_error("--iterations needs a positive number".into()),
-                }
-            }
-            "--out" => match args.next() {
-                Some(d) => out_dir = d.into(),
-                None => usage_error("--out needs a directory".into()),
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return;
-            }
-            other => usage_error(format!("unknown argument {other:?}")),
-        }
+/// `a / b` as a ratio column ("0.52x"), empty when either side is missing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => String::new(),
     }
+}
+
+/// The first line of `binary --version`, for the report.
+fn version_line(binary: &str) -> String {
+    std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("{binary}: no version"))
+}
+
+fn main() {
+    let o = Options::parse(std::env::args().skip(1));
+    let iterations = o.iterations;
+    let handlers: &[&str] = &o.handlers;
+    let out_dir = o.out_dir.clone();
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut bed = TestBed::start();
     // Reported with the results below instead of failing at teardown: a benchmark reports.
@@ -395,40 +517,46 @@ fn main() {
     bed.import(SCRATCH);
     let mut s = Samples::default();
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    // Progress on stderr: the report comes at the end, and an emulated guest takes a while.
+    let t_all = Instant::now();
+    let progress = |what: &str| {
+        eprintln!(
+            "husk-bench: {what} ({:.0} s)",
+            t_all.elapsed().as_secs_f64()
+        )
+    };
+    let live_of = |failures: &BTreeMap<String, String>| -> Vec<&'static str> {
+        handlers
+            .iter()
+            .copied()
+            .filter(|h| !failures.contains_key(*h))
+            .collect()
+    };
     // Warm-up, then interleaved iterations so the machine's drift hits every runtime alike.
-    for h in HANDLERS {
+    for &h in handlers {
         if let Err(e) = lifecycle(&mut c, &bed, h, 9999, &mut Samples::default()) {
             failures.insert(h.to_string(), e);
         }
     }
     for it in 0..iterations {
-        let live: Vec<&str> = HANDLERS
-            .iter()
-            .copied()
-            .filter(|h| !failures.contains_key(*h))
-            .collect();
-        for h in live {
+        for h in live_of(&failures) {
             if let Err(e) = lifecycle(&mut c, &bed, h, it, &mut s) {
                 failures.insert(h.to_string(), e);
             }
         }
     }
+    progress("CRI lifecycles done");
     // Where pod start time goes, from containerd's debug log of the iterations above.
     let log = bed.log();
     let mut profile = json!({});
-    for h in HANDLERS {
+    for &h in handlers {
         let pods: Vec<String> = (0..iterations).map(|i| format!("b-{h}-{i}")).collect();
         for (phase, v) in husk_e2e::profile::pod_start_phases(&log, &pods) {
             profile[phase][h] = stats(&v);
         }
     }
     for it in 0..iterations {
-        let live: Vec<&str> = HANDLERS
-            .iter()
-            .copied()
-            .filter(|h| !failures.contains_key(*h))
-            .collect();
-        for h in live {
+        for h in live_of(&failures) {
             match ctr_run(&bed, h, SCRATCH, &[], &format!("cs-{h}-{it}")) {
                 Ok(ms) => s.add(h, "ctr run --rm scratch hello", ms),
                 Err(e) => {
@@ -443,19 +571,18 @@ fn main() {
             }
         }
     }
+    progress("ctr runs done");
     let mut memory = json!({});
-    let live: Vec<&str> = HANDLERS
-        .iter()
-        .copied()
-        .filter(|h| !failures.contains_key(*h))
-        .collect();
-    let levels: &[usize] = if iterations >= 20 {
-        &[1, 10, 50, 100]
-    } else {
-        &[1, 3]
-    };
+    let live = live_of(&failures);
+    let levels: Vec<usize> = o.memory_pods.clone().unwrap_or_else(|| {
+        if iterations >= 20 {
+            vec![1, 10, 50, 100]
+        } else {
+            vec![1, 3]
+        }
+    });
     for &h in &live {
-        for &pods in levels {
+        for &pods in &levels {
             match memory_per_pod(&mut c, &bed, h, pods) {
                 Ok(v) => memory[h][pods.to_string()] = v,
                 Err(e) => {
@@ -464,6 +591,7 @@ fn main() {
             }
         }
     }
+    progress("shim memory done");
     // Cost of one container lifecycle, interleaved.
     let mut cost = Samples::default();
     for it in 0..(iterations / 5).max(2) {
@@ -479,6 +607,7 @@ fn main() {
             }
         }
     }
+    progress("cost per container done");
     let log_bytes = if iterations >= 20 { 64 << 20 } else { 4 << 20 };
     let mut logs = json!({});
     for &h in &live {
@@ -491,15 +620,11 @@ fn main() {
             }
         }
     }
+    progress("log throughput done");
     let mut throughput = json!({});
     let per_worker = if iterations >= 20 { 5 } else { 1 };
-    for workers in [1usize, 4, 16] {
-        let live: Vec<&str> = HANDLERS
-            .iter()
-            .copied()
-            .filter(|h| !failures.contains_key(*h))
-            .collect();
-        for h in live {
+    for &workers in &o.parallel {
+        for h in live_of(&failures) {
             match pods_per_second(&bed, h, workers, per_worker) {
                 Ok(v) => throughput[h][workers.to_string()] = json!(v),
                 Err(e) => {
@@ -508,18 +633,23 @@ fn main() {
             }
         }
     }
+    progress("pods per second done");
     // Report.
+    let runc = husk_e2e::env::runc_binary()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "runc".into());
     let machine = json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "containerd": bed.ctr_ok(&["version"]).lines().find(|l| l.contains("Version")).unwrap_or("").trim(),
+        "cgroup": if husk_e2e::env::cgroup_v2() { "v2" } else { "v1 (or hybrid)" },
+        "cgroup_driver": bed.driver.map(|d| d.name()).unwrap_or("cgroupfs (containerd's default)"),
+        "runc": version_line(&runc),
+        "crun": version_line(&husk_e2e::env::crun_binary().display().to_string()),
+        "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
+    let ro = o.ratios_only.as_deref();
     let mut latency = json!({});
-    println!("husk-bench: {iterations} iterations per runtime, interleaved; times in ms\n");
-    println!(
-        "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9}   {:>10} {:>10}",
-        "measurement", "rt", "min", "p50", "p95", "p99", "husk/runc", "husk/crun"
-    );
     let whats: Vec<String> =
         s.0.keys()
             .map(|(w, _)| w.clone())
@@ -527,98 +657,216 @@ fn main() {
             .into_iter()
             .collect();
     for w in &whats {
-        let p50 = |h: &str| {
-            s.0.get(&(w.clone(), h.to_string()))
-                .map(|v| stats(v)["p50"].as_f64().unwrap())
-        };
-        for h in HANDLERS {
-            let Some(v) = s.0.get(&(w.clone(), h.to_string())) else {
-                continue;
-            };
-            let st = stats(v);
-            latency[w][h] = st.clone();
-            let ratio = |other: &str| match (p50("husk"), p50(other)) {
-                (Some(a), Some(b)) if h == "husk" && b > 0.0 => format!("{:.2}x", a / b),
-                _ => String::new(),
-            };
-            println!(
-                "{:<34} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {:>10} {:>10}",
-                w,
-                h,
-                st["min"].as_f64().unwrap(),
-                st["p50"].as_f64().unwrap(),
-                st["p95"].as_f64().unwrap(),
-                st["p99"].as_f64().unwrap(),
-                ratio("runc"),
-                ratio("crun")
-            );
+        for &h in handlers {
+            if let Some(v) = s.0.get(&(w.clone(), h.to_string())) {
+                latency[w][h] = stats(v);
+            }
         }
     }
-    println!("\nwhere pod start goes (p50 ms per phase, from containerd's debug log):");
+    // p-quantile `q` of `h` for measurement `w` in `table`.
+    let q = |table: &Value, w: &str, h: &str, q: &str| {
+        table
+            .get(w)
+            .and_then(|v| v.get(h))
+            .and_then(|s| s[q].as_f64())
+    };
+    println!(
+        "husk-bench: {iterations} iterations per runtime, interleaved; {}; {}, cgroup driver {}",
+        machine["containerd"].as_str().unwrap_or(""),
+        machine["cgroup"].as_str().unwrap_or(""),
+        machine["cgroup_driver"].as_str().unwrap_or("")
+    );
+    match ro {
+        Some(why) => {
+            println!("RATIOS ONLY — {why}: absolute times are not reported; memory is in kB\n");
+            println!(
+                "{:<34} {:>10} {:>10}   {:>10} {:>10}",
+                "measurement", "husk/runc", "husk/crun", "p95 h/r", "p95 h/c"
+            );
+            for w in &whats {
+                let r = |other: &str, qq: &str| {
+                    ratio(q(&latency, w, "husk", qq), q(&latency, w, other, qq))
+                };
+                println!(
+                    "{:<34} {:>10} {:>10}   {:>10} {:>10}",
+                    w,
+                    r("runc", "p50"),
+                    r("crun", "p50"),
+                    r("runc", "p95"),
+                    r("crun", "p95")
+                );
+            }
+        }
+        None => {
+            println!("times in ms\n");
+            println!(
+                "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9}   {:>10} {:>10}",
+                "measurement", "rt", "min", "p50", "p95", "p99", "husk/runc", "husk/crun"
+            );
+            for w in &whats {
+                for &h in handlers {
+                    let Some(st) = latency.get(w).and_then(|v| v.get(h)) else {
+                        continue;
+                    };
+                    let r = |other: &str| match h {
+                        "husk" => {
+                            ratio(q(&latency, w, "husk", "p50"), q(&latency, w, other, "p50"))
+                        }
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{:<34} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {:>10} {:>10}",
+                        w,
+                        h,
+                        st["min"].as_f64().unwrap(),
+                        st["p50"].as_f64().unwrap(),
+                        st["p95"].as_f64().unwrap(),
+                        st["p99"].as_f64().unwrap(),
+                        r("runc"),
+                        r("crun")
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "\nwhere pod start goes ({}, per phase, from containerd's debug log):",
+        if ro.is_some() { "p50 ratios" } else { "p50 ms" }
+    );
     if let Some(phases) = profile.as_object() {
         for (phase, v) in phases {
-            let p50 = |h: &str| {
-                v.get(h)
-                    .and_then(|s| s["p50"].as_f64())
-                    .map(|x| format!("{x:>8.1}"))
-                    .unwrap_or_else(|| format!("{:>8}", "-"))
-            };
-            println!("  {phase:<72} husk {}  runc {}", p50("husk"), p50("runc"));
+            let p50 = |h: &str| v.get(h).and_then(|s| s["p50"].as_f64());
+            if ro.is_some() {
+                println!(
+                    "  {phase:<72} husk/runc {:>7}  husk/crun {:>7}",
+                    ratio(p50("husk"), p50("runc")),
+                    ratio(p50("husk"), p50("crun"))
+                );
+            } else {
+                let ms = |h: &str| {
+                    p50(h)
+                        .map(|x| format!("{x:>8.1}"))
+                        .unwrap_or_else(|| format!("{:>8}", "-"))
+                };
+                println!(
+                    "  {phase:<72} husk {}  runc {}  crun {}",
+                    ms("husk"),
+                    ms("runc"),
+                    ms("crun")
+                );
+            }
         }
     }
     println!("\nshim memory per pod (kB), pods started one after the other:");
-    for h in HANDLERS {
-        for pods in levels {
+    for &h in handlers {
+        for pods in &levels {
             if let Some(m) = memory.get(h).and_then(|m| m.get(pods.to_string())) {
+                let start = match ro {
+                    Some(_) => String::new(),
+                    None => format!(
+                        ", {:.1} s to start them",
+                        m["seconds_to_start"].as_f64().unwrap()
+                    ),
+                };
                 println!(
-                    "  {h:<5} {pods:>3} pods: RSS {:>8.0}  PSS {:>8.0}  ({} shim processes, {:.1} s to start them)",
+                    "  {h:<5} {pods:>3} pods: RSS {:>8.0}  PSS {:>8.0}  ({} shim processes{start})",
                     m["rss_kb_per_pod"].as_f64().unwrap(),
                     m["pss_kb_per_pod"].as_f64().unwrap(),
                     m["shims"],
-                    m["seconds_to_start"].as_f64().unwrap(),
+                );
+            }
+        }
+    }
+    for other in ["runc", "crun"] {
+        for pods in &levels {
+            let kb = |h: &str, k: &str| {
+                memory
+                    .get(h)
+                    .and_then(|m| m.get(pods.to_string()))
+                    .and_then(|m| m[k].as_f64())
+            };
+            if kb(other, "rss_kb_per_pod").is_some() {
+                println!(
+                    "  husk/{other} {pods:>3} pods: RSS {}  PSS {}",
+                    ratio(kb("husk", "rss_kb_per_pod"), kb(other, "rss_kb_per_pod")),
+                    ratio(kb("husk", "pss_kb_per_pod"), kb(other, "pss_kb_per_pod"))
                 );
             }
         }
     }
     let mut cost_json = json!({});
-    println!("\ncost of one container (shim + runtime processes, from a cgroup of their own):");
     for ((what, h), v) in &cost.0 {
-        let st = stats(v);
-        println!(
-            "  {what:<46} {h:<5} min {:>8.1}  p50 {:>8.1}  p95 {:>8.1}",
-            st["min"].as_f64().unwrap(),
-            st["p50"].as_f64().unwrap(),
-            st["p95"].as_f64().unwrap()
-        );
-        cost_json[what][h] = st;
+        cost_json[what][h] = stats(v);
+    }
+    println!("\ncost of one container (shim + runtime processes, from a cgroup of their own):");
+    if let Some(whats) = cost_json.as_object() {
+        for (what, per) in whats {
+            for &h in handlers {
+                let Some(st) = per.get(h) else { continue };
+                let time = what.starts_with("CPU");
+                if ro.is_some() && time {
+                    continue;
+                }
+                println!(
+                    "  {what:<46} {h:<5} min {:>8.1}  p50 {:>8.1}  p95 {:>8.1}",
+                    st["min"].as_f64().unwrap(),
+                    st["p50"].as_f64().unwrap(),
+                    st["p95"].as_f64().unwrap()
+                );
+            }
+            for other in ["runc", "crun"] {
+                let r = ratio(
+                    q(&cost_json, what, "husk", "p50"),
+                    q(&cost_json, what, other, "p50"),
+                );
+                if !r.is_empty() {
+                    println!("  {what:<46} husk/{other} p50 {r}");
+                }
+            }
+        }
     }
     println!(
         "\nlog throughput ({} MiB of stdout to the CRI log, byte count checked):",
         log_bytes >> 20
     );
-    for h in HANDLERS {
+    let mbs = |h: &str| logs.get(h).and_then(|v| v["mb_per_s"].as_f64());
+    for &h in handlers {
         if let Some(v) = logs.get(h) {
+            let rate = match ro {
+                Some(_) if h == "husk" => String::new(),
+                Some(_) => format!("husk/{h} {}, ", ratio(mbs("husk"), mbs(h))),
+                None => format!("{:>8.1} MB/s, ", v["mb_per_s"].as_f64().unwrap()),
+            };
             println!(
-                "  {h:<5} {:>8.1} MB/s, {} bytes lost",
-                v["mb_per_s"].as_f64().unwrap(),
+                "  {h:<5} {rate}{} bytes lost",
                 v["lost_bytes"].as_u64().unwrap()
             );
         }
     }
     println!("\npods started per second (sandbox + running container, {per_worker} per worker):");
-    for workers in ["1", "4", "16"] {
+    for workers in &o.parallel {
         let get = |h: &str| {
             throughput
                 .get(h)
-                .and_then(|t| t.get(workers))
+                .and_then(|t| t.get(workers.to_string()))
                 .and_then(|v| v.as_f64())
         };
-        if let (Some(h), Some(r)) = (get("husk"), get("runc")) {
-            println!(
-                "  {workers:>2} in parallel: husk {h:6.1}/s  runc {r:6.1}/s  husk/runc {:.2}x",
-                h / r
-            );
+        let Some(husk) = get("husk") else { continue };
+        let mut line = format!("  {workers:>2} in parallel:");
+        if ro.is_none() {
+            line += &format!(" husk {husk:6.1}/s");
+            for other in ["runc", "crun"] {
+                if let Some(v) = get(other) {
+                    line += &format!("  {other} {v:6.1}/s");
+                }
+            }
         }
+        for other in ["runc", "crun"] {
+            if get(other).is_some() {
+                line += &format!("  husk/{other} {}", ratio(Some(husk), get(other)));
+            }
+        }
+        println!("{line}");
     }
     let (not_run, failures): (BTreeMap<String, String>, BTreeMap<String, String>) = failures
         .into_iter()
@@ -640,14 +888,14 @@ fn main() {
             leftover[0]
         );
     }
-    let report = json!({"iterations": iterations, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "pod_start_profile": profile, "not_run": not_run, "failures": failures, "forbidden_log_lines": leftover.len()});
+    let report = json!({"iterations": iterations, "handlers": handlers, "ratios_only": ro, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "pod_start_profile": profile, "not_run": not_run, "failures": failures, "forbidden_log_lines": leftover.len()});
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_vec_pretty(&report).unwrap(),
     )
     .unwrap();
-    std::fs::write(out_dir.join("p50.svg"), svg(&latency)).unwrap();
-    std::fs::write(out_dir.join("memory.svg"), memory_svg(&memory, levels)).unwrap();
+    std::fs::write(out_dir.join("p50.svg"), svg(&latency, ro.is_some())).unwrap();
+    std::fs::write(out_dir.join("memory.svg"), memory_svg(&memory, &levels)).unwrap();
     println!(
         "\nwrote results.json, p50.svg and memory.svg in {}",
         out_dir.display()
@@ -662,20 +910,32 @@ fn not_run_reason(key: &str, error: &str) -> Option<&'static str> {
         .then_some("refuses hybrid cgroup hosts")
 }
 
-/// A grouped bar chart of p50 latency per measurement and runtime.
-fn svg(latency: &Value) -> String {
+/// A grouped bar chart of p50 latency per measurement and runtime; with `relative`, each p50
+/// divided by runc's (husk's when runc did not run), for runs whose absolute times mean nothing.
+fn svg(latency: &Value, relative: bool) -> String {
     let rows: Vec<(String, Vec<Option<f64>>)> = latency
         .as_object()
         .map(|o| {
             o.iter()
                 .map(|(name, v)| {
                     let p50 = |h: &str| v.get(h).and_then(|s| s["p50"].as_f64());
-                    (name.clone(), HANDLERS.iter().map(|h| p50(h)).collect())
+                    let base = if relative {
+                        p50("runc").or(p50("husk")).filter(|b| *b > 0.0)
+                    } else {
+                        Some(1.0)
+                    };
+                    let cell = |h: &str| Some(p50(h)? / base?);
+                    (name.clone(), HANDLERS.iter().map(|h| cell(h)).collect())
                 })
                 .collect()
         })
         .unwrap_or_default();
-    bar_chart("p50 latency (ms), lower is better", &rows)
+    let title = if relative {
+        "p50 latency relative to runc (runc = 1), lower is better"
+    } else {
+        "p50 latency (ms), lower is better"
+    };
+    bar_chart(title, &rows)
 }
 
 /// Shim memory per pod (PSS and RSS) at each number of running pods.
@@ -728,7 +988,13 @@ fn bar_chart(title: &str, rows: &[(String, Vec<Option<f64>>)]) -> String {
             if let Some(p) = v {
                 let w = p / max * width;
                 let y = y0 + k as f64 * bar_h;
-                out.push_str(&format!(r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{c}"/><text x="{}" y="{}">{p:.1}</text>"#, bar_h - 2.0, left + w + 4.0, y + bar_h - 3.0));
+                // Two decimals for ratios (relative charts), one for ms and kB.
+                let label = if max <= 10.0 {
+                    format!("{p:.2}")
+                } else {
+                    format!("{p:.1}")
+                };
+                out.push_str(&format!(r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{c}"/><text x="{}" y="{}">{label}</text>"#, bar_h - 2.0, left + w + 4.0, y + bar_h - 3.0));
             }
         }
     }

@@ -4,6 +4,8 @@
 //! husk-node matrix [--full] [--only SUBSTRING]   the guest stage of scripts/test.sh
 //! husk-node sh [COMMAND...]                      boot the guest, run COMMAND (default: an
 //!                                                interactive shell) with the workspace mounted
+//! husk-node bench [--containerd L] [--driver D] [HUSK-BENCH OPTIONS]
+//!                                                the benchmark in the guest, ratios only
 //! husk-node build                                build the cached image if missing, print it
 //! ```
 
@@ -12,7 +14,7 @@ use std::time::Instant;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: husk-node matrix [--full] [--only SUBSTRING]\n       husk-node sh [COMMAND...]\n       husk-node build"
+        "usage: husk-node matrix [--full] [--only SUBSTRING]\n       husk-node sh [COMMAND...]\n       husk-node bench [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [HUSK-BENCH OPTIONS]\n       husk-node build"
     );
     std::process::exit(2)
 }
@@ -84,6 +86,7 @@ fn main() {
             std::process::exit(code);
         }
         Some("matrix") => husk_e2e::node::matrix::main(&args[1..]),
+        Some("bench") => husk_e2e::node::bench::main(&args[1..]),
         _ => usage(),
     }
 }

@@ -12,6 +12,7 @@
 //! KVM is used when a stock one is present, TCG otherwise (`qemu::Accel::detect`). A guest that
 //! does not come up is an error carrying the end of its serial console.
 
+pub mod bench;
 pub mod expected;
 pub mod image;
 pub mod matrix;

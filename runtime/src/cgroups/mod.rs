@@ -175,6 +175,24 @@ pub(crate) fn w(controller: &'static str, file: impl Into<String>, value: impl T
     }
 }
 
+/// A hugepage size as the hugetlb controller names its files (`2MB`, `1GB`, `64KB`): it
+/// becomes part of a file name, so nothing else gets through (found by the `task_payloads`
+/// fuzz target: `2/B` made a path). `i` is the entry's index in `hugepageLimits`.
+pub(crate) fn page_size(ps: &str, i: usize) -> Result<&str> {
+    let digits = ps.trim_end_matches(|c: char| c.is_ascii_uppercase());
+    let unit = &ps[digits.len()..];
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !["KB", "MB", "GB", "TB", "PB"].contains(&unit)
+    {
+        return Err(Error::spec(
+            format!("linux.resources.hugepageLimits[{i}].pageSize"),
+            format!("{ps:?} is not a hugepage size like 2MB or 1GB"),
+        ));
+    }
+    Ok(ps)
+}
+
 pub(crate) fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
     let p = dir.join(file);
     std::fs::write(&p, value).map_err(|e| Error::Cgroup {
@@ -680,6 +698,22 @@ mod tests {
         assert_eq!(cg.oom_kill_count(), 1);
         std::fs::write(dir.join("cgroup.procs"), "12\n34\n").unwrap();
         assert_eq!(cg.pids().unwrap(), vec![12, 34]);
+    }
+
+    #[test]
+    fn hugepage_page_size_is_a_size_not_a_path() {
+        // Regression (task_payloads fuzz target): a page size became part of a path.
+        for ps in ["2/B", "../../x", "", "MB", "2mb", "2MB.rsvd"] {
+            let r = res(&format!(
+                r#"{{"hugepageLimits":[{{"pageSize":"{ps}","limit":0}}]}}"#
+            ));
+            for e in [v1_writes(&r).unwrap_err(), v2_writes(&r).unwrap_err()] {
+                assert!(e.to_string().contains("hugepageLimits[0].pageSize"), "{e}");
+            }
+        }
+        let r = res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":0}]}"#);
+        assert_eq!(v1_writes(&r).unwrap()[0].file, "hugetlb.1GB.limit_in_bytes");
+        assert_eq!(v2_writes(&r).unwrap()[0].file, "hugetlb.1GB.max");
     }
 
     fn fake_v2(files: &[&str]) -> (tempfile::TempDir, Cgroup) {

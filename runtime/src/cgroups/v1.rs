@@ -1,6 +1,6 @@
 //! cgroup v1: OCI resources as writes to the per-controller hierarchies.
 
-use super::{devices, read_file, w, write_file, Write};
+use super::{devices, page_size, read_file, w, write_file, Write};
 use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
@@ -136,10 +136,10 @@ pub fn v1_writes(res: &LinuxResources) -> Result<Vec<Write>> {
             }
         }
     }
-    for h in res.hugepage_limits().iter().flatten() {
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
         out.push(w(
             "hugetlb",
-            format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            format!("hugetlb.{}.limit_in_bytes", page_size(h.page_size(), i)?),
             h.limit(),
         ));
     }

@@ -6,7 +6,7 @@
 //! `unified`, which overrides anything before it), the same conversions (swap, shares → weight,
 //! blkio weight → io.weight) and the same special cases, each noted where it is made.
 
-use super::{read_file, w, Write};
+use super::{page_size, read_file, w, Write};
 use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
@@ -204,13 +204,14 @@ pub fn v2_writes(res: &LinuxResources) -> Result<Vec<Write>> {
             out.push(w("", "cpuset.mems", mems));
         }
     }
-    for h in res.hugepage_limits().iter().flatten() {
-        out.push(w("", format!("hugetlb.{}.max", h.page_size()), h.limit()));
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
+        let size = page_size(h.page_size(), i)?;
+        out.push(w("", format!("hugetlb.{size}.max"), h.limit()));
         // Reservations are limited separately (kernel 5.7): without the same limit there, a
         // mapping reserved up front escapes the one above. runc writes it where it exists.
         out.push(Write {
             optional: true,
-            ..w("", format!("hugetlb.{}.rsvd.max", h.page_size()), h.limit())
+            ..w("", format!("hugetlb.{size}.rsvd.max"), h.limit())
         });
     }
     if let Some(rdma) = res.rdma() {

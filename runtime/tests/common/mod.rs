@@ -102,18 +102,17 @@ pub fn busybox_tree() -> &'static Path {
 /// The scratch image's only file: a static hello binary, compiled once.
 pub fn hello_binary() -> &'static Path {
     static H: OnceLock<PathBuf> = OnceLock::new();
-    H.get_or_init(|| {
-        let out = tmp_base().join(format!("hello-{}", std::process::id()));
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello.c");
-        let st = Command::new("cc")
-            .args(["-static", "-Os", "-s", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("a C compiler (cc) is needed to build the scratch test binary");
-        assert!(st.success(), "building the static hello binary failed");
-        out
-    })
+    H.get_or_init(|| fixture_binary("hello"))
+}
+
+/// runc, as the reference runtime: Debian's package (the README's test command installs it).
+pub fn runc() -> Husk {
+    let bin = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("runc is not installed (the README's test command installs it)");
+    require_root();
+    Husk::with_bin(bin)
 }
 
 /// A static program from tests/fixtures/<name>.c, compiled once per test process.
