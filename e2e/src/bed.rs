@@ -592,6 +592,8 @@ impl Drop for TestBed {
             // CRI pods of any handler: stop and remove them so their netns and shims go. Never
             // panics: a drop during a failed test's unwinding would abort the test binary.
             if let Ok(mut c) = crate::cri::Cri::try_connect(&self.socket()) {
+                // Bounded: a wedged container must fail its test, not hang the teardown.
+                c.set_deadline(Some(std::time::Duration::from_secs(60)));
                 let list = |c: &mut crate::cri::Cri| {
                     let req = crate::cri::v1::ListPodSandboxRequest { filter: None };
                     c.call(|mut r| async move { r.list_pod_sandbox(req).await })
