@@ -210,7 +210,14 @@ fn remove_pod(c: &mut Cri, pod: &str) {
         match c.call(|mut r| async move { r.remove_pod_sandbox(req).await }) {
             Ok(_) => return,
             Err(e) if tries < 4 => {
-                eprintln!("RemovePodSandbox {pod} failed, tried again as kubelet would: {e:?}");
+                let name = c
+                    .pod_status(pod)
+                    .metadata
+                    .map(|m| m.name)
+                    .unwrap_or_default();
+                eprintln!(
+                    "RemovePodSandbox of {name} ({pod}) failed, tried again as kubelet would: {e:?}"
+                );
                 tries += 1;
                 std::thread::sleep(Duration::from_secs(2));
                 c.stop_pod(pod);
