@@ -194,8 +194,9 @@ fn leftovers_now(bed: &TestBed, ids: &[String]) -> Vec<String> {
 
 /// kubelet's clean-up of a pod: its containers stopped and removed, then the pod. Like
 /// kubelet's garbage collector, a failed RemovePodSandbox is tried again (up to 5 times, 2 s
-/// apart): containerd 2.x answers the first one after a killed runc shim with "failed to
-/// delete task: ttrpc: closed" at times.
+/// apart): after the pod's shim was killed, containerd 2.x (2.1.9) at times answers the first
+/// one with "failed to delete task: ttrpc: closed" (its task service still holds the dead
+/// shim's connection), with husk's shim and with runc's alike.
 fn remove_pod(c: &mut Cri, pod: &str) {
     for ctr in c.list_containers(pod) {
         c.stop_container(&ctr.id, 0);
