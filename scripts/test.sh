@@ -7,10 +7,10 @@
 #      - root integration tests of the runtime core (runtime/tests: lifecycle, runc_parity,
 #        cgroup_v2_devices) and of the shim binary (shim/tests) and the installer (charts/installer/tests);
 #      - e2e through a private containerd (e2e/tests): ctr_shim, ctr_runc_parity, shim_api,
-#        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, installer,
-#        soak (a short churn soak on husk and runc, failing on any leak or lost exit),
+#        shim_options, cri, cri_security, cri_namespaces, cri_storage, cri_streaming, faults,
+#        installer, soak (a short churn soak on husk and runc, failing on any leak or lost exit),
 #        readme (every command block of README.md), scripts (lib.sh waits for apt's locks);
-#   4. the shim, Task API and CRI e2e suites again on containerd 2.x (Debian sid's, unpacked);
+#   4. the shim, Task API, CRI and fault-injection e2e suites again on containerd 2.x (Debian sid's, unpacked);
 #   5. the Helm chart, rendered and linted by Helm's own engine (charts/tests, pytest);
 #   6. the benchmark in quick mode (it reports; it never fails on speed);
 #   7. the guest stage: the shim and CRI suites inside a systemd + cgroup v2 node (a QEMU guest,
@@ -87,7 +87,7 @@ if [ "$guest_only" = 0 ]; then
     # rebuild ~50 crates.
     HUSK_CONTAINERD="$ctd2" cargo test --locked --workspace --test ctr_shim --test ctr_runc_parity \
         --test shim_api --test shim_options --test cri --test cri_security --test cri_namespaces \
-        --test cri_storage --test cri_streaming \
+        --test cri_storage --test cri_streaming --test faults \
         -- --test-threads 4 2>&1 | tee -a "$log"
     stage "Helm chart, rendered by Helm's own engine (helm-python-sdk)"
     venv=/var/cache/husk/venv

@@ -17,6 +17,8 @@ pub const USER_UID_GID: &str = "docker.io/husk/user-uid-gid:latest";
 pub const SETUID: &str = "docker.io/husk/setuid:latest";
 /// A web server: busybox httpd serving /www on port 8080.
 pub const WEB: &str = "docker.io/husk/web:latest";
+/// busybox plus /bin/forkstorm (`e2e/fixtures/forkstorm.c`): orphans as fast as it can fork.
+pub const FORKSTORM: &str = "docker.io/husk/forkstorm:latest";
 /// A CRI handler of husk whose options section names a cgroup for its shims
 /// (`TestBed::shim_cgroup`, which the test creates).
 pub const SHIM_CGROUP_HANDLER: &str = "husk-shim-cgroup";
@@ -590,6 +592,8 @@ impl Drop for TestBed {
             // CRI pods of any handler: stop and remove them so their netns and shims go. Never
             // panics: a drop during a failed test's unwinding would abort the test binary.
             if let Ok(mut c) = crate::cri::Cri::try_connect(&self.socket()) {
+                // Bounded: a wedged container must fail its test, not hang the teardown.
+                c.set_deadline(Some(std::time::Duration::from_secs(60)));
                 let list = |c: &mut crate::cri::Cri| {
                     let req = crate::cri::v1::ListPodSandboxRequest { filter: None };
                     c.call(|mut r| async move { r.list_pod_sandbox(req).await })

@@ -14,6 +14,9 @@ pub struct Cri {
     rt: tokio::runtime::Runtime,
     pub runtime: RuntimeServiceClient<Channel>,
     pub images: ImageServiceClient<Channel>,
+    /// Every call fails with `DeadlineExceeded` once this has passed (unset: calls wait as
+    /// long as containerd takes), so a test of a wedged runtime fails instead of hanging.
+    deadline: Option<Duration>,
 }
 
 impl Cri {
@@ -49,6 +52,7 @@ impl Cri {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+            deadline: None,
         };
         c.wait_initialized();
         Ok(c)
@@ -72,7 +76,12 @@ impl Cri {
         }
     }
 
-    /// Runs one CRI call to completion.
+    /// Bounds every later call by `limit` ([`Cri::call_within`]); `None` lifts the bound.
+    pub fn set_deadline(&mut self, limit: Option<Duration>) {
+        self.deadline = limit;
+    }
+
+    /// Runs one CRI call to completion (or to the deadline set by [`Cri::set_deadline`]).
     pub fn call<F, T>(
         &mut self,
         f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
@@ -80,6 +89,9 @@ impl Cri {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        if let Some(limit) = self.deadline {
+            return self.call_within(limit, f);
+        }
         let c = self.runtime.clone();
         self.rt.block_on(f(c)).map(|r| r.into_inner())
     }
@@ -105,6 +117,19 @@ impl Cri {
                 "no answer within {limit:?}"
             ))),
         }
+    }
+
+    /// The containers of pod `pod` (every state).
+    pub fn list_containers(&mut self, pod: &str) -> Vec<cri::Container> {
+        let req = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: pod.into(),
+                ..Default::default()
+            }),
+        };
+        self.call(|mut c| async move { c.list_containers(req).await })
+            .expect("ListContainers")
+            .containers
     }
 
     pub fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {

@@ -2,7 +2,9 @@
 //! `FROM scratch` image holding one static binary. Written as OCI image layouts and imported
 //! with `ctr image import`.
 
-use crate::bed::{BUSYBOX, PAUSE, SCRATCH, SETUID, USER_NAME, USER_UID, USER_UID_GID, WEB};
+use crate::bed::{
+    BUSYBOX, FORKSTORM, PAUSE, SCRATCH, SETUID, USER_NAME, USER_UID, USER_UID_GID, WEB,
+};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -41,7 +43,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// Every image the suites import.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     PAUSE,
     BUSYBOX,
     SCRATCH,
@@ -50,6 +52,7 @@ pub const ALL: [&str; 8] = [
     USER_UID_GID,
     SETUID,
     WEB,
+    FORKSTORM,
 ];
 
 /// The OCI archive of image `name`: the prebuilt one in `HUSK_IMAGE_DIR` when there is one
@@ -121,6 +124,11 @@ pub fn build(name: &str, work_dir: &Path) -> PathBuf {
                 std::os::unix::fs::PermissionsExt::from_mode(0o4755),
             )
             .unwrap();
+            ImageConfig::default()
+        }
+        FORKSTORM => {
+            busybox_rootfs(&rootfs);
+            static_rootfs(&rootfs.join("bin"), "forkstorm.c", "forkstorm");
             ImageConfig::default()
         }
         WEB => {

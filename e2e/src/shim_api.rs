@@ -24,10 +24,21 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl ShimClient {
     /// Connects to the shim serving task `id` of containerd namespace `ns`, through the
-    /// `address` file the shim wrote into the task's bundle under containerd's `state`.
+    /// `address` file the shim wrote into the task's bundle under containerd's `state`, or
+    /// the `address` of the `bootstrap.json` containerd 2.x writes there instead for a shim
+    /// that wrote none (runc's shim of a CRI pod's sandbox).
     pub fn for_task(state_dir: &Path, ns: &str, id: &str) -> ShimClient {
         let bundle = bundle_dir(state_dir, ns, id);
         let address = std::fs::read_to_string(bundle.join("address"))
+            .or_else(|e| {
+                let b = std::fs::read(bundle.join("bootstrap.json")).map_err(|_| e)?;
+                let v: serde_json::Value = serde_json::from_slice(&b)
+                    .map_err(|e| std::io::Error::other(format!("bootstrap.json: {e}")))?;
+                v["address"]
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| std::io::Error::other("bootstrap.json has no address"))
+            })
             .unwrap_or_else(|e| panic!("{}/address: {e}", bundle.display()));
         let client = ttrpc::Client::connect(address.trim())
             .unwrap_or_else(|e| panic!("connect to shim at {address}: {e}"));

@@ -4,20 +4,85 @@
 //! - Known processes (inits, execs) are waited through pidfds, armed right after creation
 //!   while the process is still our unreaped child, so an instant exit is never lost and pid
 //!   reuse cannot confuse us.
-//! - Everything else that turns zombie (orphans) is reaped on SIGCHLD, except while the
-//!   runtime is spawning and waiting for its own helpers and hooks: they hold `spawn_guard`,
-//!   so the orphan reaper never steals their exit status.
+//! - Everything else that turns zombie (orphans) is reaped on SIGCHLD, except what runtime
+//!   code may be about to wait for itself: while a [`SpawnGuard`] is held (the runtime spawns
+//!   helpers, hooks and container processes and waits for some of them, or has not yet armed
+//!   a pidfd), zombies that started after the oldest guard did are left alone. An orphan
+//!   older than every guard in flight cannot be one of theirs and is reaped at once, so a
+//!   container storming forks at its pids limit does not wait for the pod's execs to finish
+//!   (its zombies count against that limit until reaped).
+//!
+//! A zombie's cgroup cannot tell whose it is: on cgroup v1 /proc/<pid>/cgroup shows an
+//! exiting task in each v1 hierarchy's root (kernel/cgroup/cgroup.c, proc_cgroup_show). Its
+//! start time can: /proc/<pid>/stat field 22, in clock ticks since boot (proc(5)).
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::Mutex;
 
-static GUARD: RwLock<()> = RwLock::new(());
+/// The guards held now: (token, the clock tick since boot it started in). Locked for a whole
+/// reaping pass, so no guard (and no child of its holder) starts between the pass's look at
+/// the guards and its waits.
+static IN_FLIGHT: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static WATCHED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
+/// Held while runtime code may have children it waits for itself (see the module doc).
+#[must_use = "the orphan reaper holds back only while the guard lives"]
+pub struct SpawnGuard(u64);
+
+impl Drop for SpawnGuard {
+    fn drop(&mut self) {
+        lock_in_flight().retain(|(t, _)| *t != self.0);
+    }
+}
+
+fn lock_in_flight() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+    IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Held while runtime code may have children it waits for itself.
-pub fn spawn_guard() -> RwLockReadGuard<'static, ()> {
-    GUARD.read().unwrap_or_else(|e| e.into_inner())
+pub fn spawn_guard() -> SpawnGuard {
+    let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut in_flight = lock_in_flight();
+    // Taken under the lock: a process forked after this has a start tick at least this one.
+    in_flight.push((token, boot_tick()));
+    SpawnGuard(token)
+}
+
+/// Now, in clock ticks since boot (CLOCK_BOOTTIME, rounded down as the kernel rounds a task's
+/// start time for /proc/<pid>/stat).
+fn boot_tick() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime into a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    ns / (1_000_000_000 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf with a constant.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as u64,
+        _ => 100,
+    }
+}
+
+/// Field 22 of a /proc/<pid>/stat text: the start time in clock ticks since boot.
+fn start_tick(stat: &str) -> Option<u64> {
+    // Fields after the command's closing parenthesis start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(22 - 3)?.parse().ok()
+}
+
+/// Whether a zombie that started at `started` (clock ticks since boot; `None`: unknown) may be
+/// reaped while guards that started at `in_flight` ticks are held: only if it is older than
+/// every one of them (a process forked in a guard's own tick is held back too).
+fn reapable(started: Option<u64>, in_flight: &[(u64, u64)]) -> bool {
+    let Some(oldest) = in_flight.iter().map(|(_, t)| *t).min() else {
+        return true;
+    };
+    started.is_some_and(|s| s < oldest)
 }
 
 pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
@@ -135,38 +200,48 @@ fn children() -> Vec<i32> {
     out
 }
 
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(false)
+/// A child's /proc/<pid>/stat when it is a zombie.
+fn zombie_stat(pid: i32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rfind(')')
+        .is_some_and(|i| s[i + 2..].starts_with('Z'))
+        .then_some(s)
 }
 
-/// Reaps zombie children nobody else waits for. Returns false when it had to back off.
+/// Reaps zombie children nobody else waits for. Returns false when it held some back (a
+/// guard was in flight): the caller tries again shortly, since no further SIGCHLD may come.
 pub fn reap_orphans() -> bool {
-    let Ok(_exclusive) = GUARD.try_write() else {
-        return false;
-    };
+    let in_flight = lock_in_flight();
     let watched: HashSet<i32> = WATCHED.lock().unwrap().clone().unwrap_or_default();
+    let mut all = true;
     for pid in children() {
-        if !watched.contains(&pid) && is_zombie(pid) {
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
+        if watched.contains(&pid) {
+            continue;
         }
+        let Some(stat) = zombie_stat(pid) else {
+            continue;
+        };
+        if !reapable(start_tick(&stat), &in_flight) {
+            all = false;
+            continue;
+        }
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
     }
-    true
+    all
 }
 
-/// Runs the orphan reaper on every SIGCHLD (and retries when it had to back off).
+/// Runs the orphan reaper on every SIGCHLD (and again shortly when it held zombies back).
 pub fn start_orphan_reaper() -> std::io::Result<()> {
     let mut sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
     tokio::spawn(async move {
         loop {
-            let backed_off = !reap_orphans();
-            if backed_off {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if !reap_orphans() {
+                // Another SIGCHLD also ends the wait: a storm is not slowed by the retry.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(20), sig.recv()).await;
                 continue;
             }
             if sig.recv().await.is_none() {
@@ -183,4 +258,44 @@ pub fn set_subreaper() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_guard_reaps_everything() {
+        assert!(reapable(None, &[]));
+        assert!(reapable(Some(5), &[]));
+    }
+
+    #[test]
+    fn a_guard_holds_back_what_started_in_or_after_its_tick() {
+        let held = [(1, 100), (2, 120)];
+        assert!(reapable(Some(99), &held));
+        assert!(!reapable(Some(100), &held));
+        assert!(!reapable(Some(110), &held));
+        assert!(!reapable(None, &held));
+    }
+
+    #[test]
+    fn start_tick_is_field_22_even_with_spaces_and_parentheses_in_the_name() {
+        let stat = "42 (a) b) Z 1 42 42 0 -1 4228 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(start_tick(stat), Some(98765));
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let started = start_tick(&own).unwrap();
+        assert!(started <= boot_tick(), "{started} > {}", boot_tick());
+    }
+
+    #[test]
+    fn guards_come_and_go() {
+        let before = lock_in_flight().len();
+        let g = spawn_guard();
+        let h = spawn_guard();
+        assert_eq!(lock_in_flight().len(), before + 2);
+        drop(g);
+        drop(h);
+        assert_eq!(lock_in_flight().len(), before);
+    }
 }

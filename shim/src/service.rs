@@ -114,6 +114,7 @@ impl Ctr {
     }
 }
 
+#[derive(Clone)]
 pub struct Service {
     namespace: String,
     runtime: Arc<Runtime>,
@@ -341,161 +342,8 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TResult<api::CreateTaskResponse> {
-        tracing::info!(id = %req.id, bundle = %req.bundle, "create");
-        crate::residency::touch();
-        if self.containers.lock().unwrap().contains_key(&req.id) {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("container {} already exists", req.id),
-            ));
-        }
-        if !req.checkpoint.is_empty() {
-            return Err(status(
-                Code::UNIMPLEMENTED,
-                "checkpoint/restore is not supported by husk yet",
-            ));
-        }
-        let bundle = PathBuf::from(&req.bundle);
-        check_terminal(&bundle, req.terminal).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
-        let rootfs = bundle.join("rootfs");
-        crate::mount::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| status(Code::INTERNAL, e))?;
-        let fail = |e: ttrpc::Error| {
-            if !req.rootfs.is_empty() {
-                crate::mount::unmount_rootfs(&rootfs);
-            }
-            e
-        };
-        let mut io = if req.terminal {
-            ProcessIo::default()
-        } else {
-            crate::io::setup(
-                &req.stdin,
-                &req.stdout,
-                &req.stderr,
-                &crate::io::Owner {
-                    id: req.id.clone(),
-                    namespace: self.namespace.clone(),
-                },
-            )
-            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
-        };
-        let console = console_socket(req.terminal).map_err(fail)?;
-        let cgroup_driver = req
-            .options
-            .as_ref()
-            .map(|a| {
-                crate::options::RuntimeOptions::from_any(&husk_proto::Any {
-                    type_url: a.type_url.clone(),
-                    value: a.value.clone(),
-                })
-            })
-            .transpose()
-            .and_then(|o| Ok(o.map(|o| o.cgroup_driver()).transpose()?.flatten()))
-            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e.to_string())))?;
-        let rt = self.runtime.clone();
-        let id = req.id.clone();
-        let opts = husk_runtime::CreateOptions {
-            bundle: bundle.clone(),
-            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
-            stdio: husk_runtime::StdioFds {
-                stdin: io.stdin.take(),
-                stdout: io.stdout.take(),
-                stderr: io.stderr.take(),
-            },
-            cgroup_driver,
-            ..Default::default()
-        };
-        let created = blocking(move || {
-            let _g = crate::reaper::spawn_guard();
-            let c = rt.create(&id, opts)?;
-            let pidfd = crate::reaper::watch_pid(c.pid())
-                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
-            Ok::<_, husk_runtime::Error>((c, pidfd))
-        })
-        .await
-        .map_err(fail)?;
-        let (container, pidfd) = match created {
-            Ok(x) => x,
-            Err(e) => return Err(fail(from_runtime(e))),
-        };
-        let pid = container.pid();
-        let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
-        init.pid = pid as u32;
-        let mut pidfd = Some(pidfd);
-        if let Some(sock) = console {
-            match receive_terminal(sock, req.stdin.clone(), req.stdout.clone()).await {
-                Ok((master, tio)) => {
-                    init.console = Some(master);
-                    io = tio;
-                }
-                Err(e) => {
-                    // Nothing may stay behind a failed Create: the init, its cgroup, state
-                    // and the rootfs mount go.
-                    let (rt, id) = (self.runtime.clone(), req.id.clone());
-                    let _ = blocking(move || {
-                        let _g = crate::reaper::spawn_guard();
-                        rt.load(&id).and_then(|c| c.delete(true))
-                    })
-                    .await;
-                    if let Some(fd) = pidfd.take() {
-                        kill_and_reap(pid, fd).await;
-                    }
-                    return Err(fail(status(Code::INTERNAL, e)));
-                }
-            }
-        }
-        let pidfd = pidfd.take().expect("pidfd kept until the exit watch");
-        let output = io.progress();
-        init.io = Some(io);
-        let cgroup_paths = container.persisted().cgroup.clone();
-        let ctr = Arc::new(Mutex::new(Ctr {
-            id: req.id.clone(),
-            bundle: bundle.clone(),
-            rootfs_mounted: !req.rootfs.is_empty(),
-            container,
-            init,
-            execs: HashMap::new(),
-            gate: EventGate::default(),
-            oom_published: false,
-        }));
-        self.containers
-            .lock()
-            .unwrap()
-            .insert(req.id.clone(), ctr.clone());
-        self.events.publish(Event::Create(ev::TaskCreate {
-            container_id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(ev::TaskIO {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
-                ..Default::default()
-            }),
-            checkpoint: req.checkpoint.clone(),
-            pid: pid as u32,
-            ..Default::default()
-        }));
-        // OOM watching starts now: the cgroup holds the waiting init.
-        let (events, oc, cid) = (self.events.clone(), ctr.clone(), req.id.clone());
-        if let Err(e) = crate::oom::watch(&cgroup_paths, move || {
-            let mut c = oc.lock().unwrap();
-            if !c.oom_published || c.gate.init_exit_published() {
-                c.oom_published = true;
-                events.publish(Event::Oom(ev::TaskOOM {
-                    container_id: cid.clone(),
-                    ..Default::default()
-                }));
-            }
-        }) {
-            tracing::warn!(id = %req.id, error = %e, "OOM notifications unavailable");
-        }
-        spawn_exit_watch(self.events.clone(), ctr, String::new(), pid, pidfd, output);
-        Ok(api::CreateTaskResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        let this = self.clone();
+        detached(async move { this.create_now(req).await }).await
     }
 
     async fn start(
@@ -503,149 +351,8 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TResult<api::StartResponse> {
-        tracing::info!(id = %req.id, exec_id = %req.exec_id, "start");
-        crate::residency::touch();
-        let ctr = self.get(&req.id)?;
-        if req.exec_id.is_empty() {
-            {
-                let mut c = ctr.lock().unwrap();
-                c.init.state = c.init.state.start(&req.id).map_err(from_transition)?;
-            }
-            let (rt, id) = (self.runtime.clone(), req.id.clone());
-            // A fresh handle: the container lock is never held across blocking work.
-            let r = blocking(move || {
-                let _g = crate::reaper::spawn_guard();
-                rt.load(&id)?.start()
-            })
-            .await?;
-            let mut c = ctr.lock().unwrap();
-            if let Err(e) = r {
-                return Err(from_runtime(e));
-            }
-            let pid = c.init.pid;
-            let emits = c.gate.init_started(pid);
-            self.publish_emits(&mut c, emits);
-            return Ok(api::StartResponse {
-                pid,
-                ..Default::default()
-            });
-        }
-        // An exec.
-        let (spec, stdin, stdout, stderr, terminal) = {
-            let mut c = ctr.lock().unwrap();
-            if matches!(c.init.state, ProcState::Stopped(_) | ProcState::Deleted) {
-                return Err(from_transition(Transition::InitGone(req.exec_id.clone())));
-            }
-            let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
-                status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
-            })?;
-            p.state = p.state.start(&req.exec_id).map_err(from_transition)?;
-            (
-                p.spec.clone().unwrap_or_default(),
-                p.stdin.clone(),
-                p.stdout.clone(),
-                p.stderr.clone(),
-                p.terminal,
-            )
-        };
-        let fail_exec = |ctr: &Arc<Mutex<Ctr>>, events: &Publisher, e: ttrpc::Error| {
-            let mut c = ctr.lock().unwrap();
-            c.execs.remove(&req.exec_id);
-            let emits = c.gate.exec_failed(&req.exec_id);
-            publish_emits(events, &mut c, emits);
-            e
-        };
-        let mut io = if terminal {
-            ProcessIo::default()
-        } else {
-            match crate::io::setup(
-                &stdin,
-                &stdout,
-                &stderr,
-                &crate::io::Owner {
-                    id: req.id.clone(),
-                    namespace: self.namespace.clone(),
-                },
-            ) {
-                Ok(io) => io,
-                Err(e) => {
-                    return Err(fail_exec(
-                        &ctr,
-                        &self.events,
-                        status(Code::INVALID_ARGUMENT, e),
-                    ))
-                }
-            }
-        };
-        let console = match console_socket(terminal) {
-            Ok(c) => c,
-            Err(e) => return Err(fail_exec(&ctr, &self.events, e)),
-        };
-        let opts = husk_runtime::ExecOptions {
-            process: spec,
-            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
-            stdio: husk_runtime::StdioFds {
-                stdin: io.stdin.take(),
-                stdout: io.stdout.take(),
-                stderr: io.stderr.take(),
-            },
-            ..Default::default()
-        };
-        let (rt, id) = (self.runtime.clone(), req.id.clone());
-        let r = blocking(move || {
-            let _g = crate::reaper::spawn_guard();
-            let container = rt.load(&id)?;
-            let pid = rt.exec(&container, opts)?;
-            let pidfd = crate::reaper::watch_pid(pid)
-                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
-            Ok::<_, husk_runtime::Error>((pid, pidfd))
-        })
-        .await?;
-        let (pid, pidfd) = match r {
-            Ok(x) => x,
-            Err(e) => return Err(fail_exec(&ctr, &self.events, from_runtime(e))),
-        };
-        if let Some(sock) = console {
-            match receive_terminal(sock, stdin, stdout).await {
-                Ok((master, tio)) => {
-                    io = tio;
-                    let mut c = ctr.lock().unwrap();
-                    if let Some(p) = c.execs.get_mut(&req.exec_id) {
-                        p.console = Some(master);
-                    }
-                }
-                Err(e) => {
-                    // Nobody holds the process's terminal: it must not run on as a zombie.
-                    kill_and_reap(pid, pidfd).await;
-                    return Err(fail_exec(&ctr, &self.events, status(Code::INTERNAL, e)));
-                }
-            }
-        }
-        let output = io.progress();
-        {
-            let mut c = ctr.lock().unwrap();
-            if let Some(p) = c.execs.get_mut(&req.exec_id) {
-                p.pid = pid as u32;
-                if p.stdin_closed {
-                    io.close_stdin();
-                }
-                p.io = Some(io);
-            }
-            let emits = c.gate.exec_started(&req.exec_id, pid as u32);
-            self.publish_emits(&mut c, emits);
-        }
-        spawn_exit_watch(
-            self.events.clone(),
-            ctr,
-            req.exec_id.clone(),
-            pid,
-            pidfd,
-            output,
-        );
-        Ok(api::StartResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        let this = self.clone();
+        detached(async move { this.start_now(req).await }).await
     }
 
     async fn state(
@@ -687,73 +394,8 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TResult<api::DeleteResponse> {
-        tracing::info!(id = %req.id, exec_id = %req.exec_id, "delete");
-        crate::residency::touch();
-        let ctr = self.get(&req.id)?;
-        if !req.exec_id.is_empty() {
-            let p = {
-                let mut c = ctr.lock().unwrap();
-                let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
-                    status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
-                })?;
-                p.state.delete(&req.exec_id).map_err(from_transition)?;
-                c.execs.remove(&req.exec_id).unwrap()
-            };
-            let e = p.state.exit_info();
-            drain(p.io).await;
-            return Ok(api::DeleteResponse {
-                pid: p.pid,
-                exit_status: e.map(|e| e.status).unwrap_or(0),
-                exited_at: MessageField::some(crate::events::ts(e.map(|e| e.at).unwrap_or(0))),
-                ..Default::default()
-            });
-        }
-        let io = {
-            let mut c = ctr.lock().unwrap();
-            c.init.state.delete(&req.id).map_err(from_transition)?;
-            c.init.io.take()
-        };
-        drain(io).await;
-        let (rt, id) = (self.runtime.clone(), req.id.clone());
-        let r = blocking(move || {
-            let _g = crate::reaper::spawn_guard();
-            match rt.load(&id) {
-                Ok(c) => c.delete(true),
-                Err(husk_runtime::Error::NotFound(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
-        let mut c = ctr.lock().unwrap();
-        if let Err(e) = r {
-            tracing::warn!(id = %req.id, error = %e, "runtime delete");
-        }
-        if c.rootfs_mounted {
-            crate::mount::unmount_rootfs(&c.bundle.join("rootfs"));
-        }
-        let exit = c.init.state.exit_info();
-        c.init.state = ProcState::Deleted;
-        c.init.console = None;
-        let (status_code, at) = exit
-            .map(|e| (e.status, e.at))
-            .unwrap_or((0, crate::events::now_nanos()));
-        self.events.publish(Event::Delete(ev::TaskDelete {
-            container_id: req.id.clone(),
-            pid: c.init.pid,
-            exit_status: status_code,
-            exited_at: MessageField::some(crate::events::ts(at)),
-            id: req.id.clone(),
-            ..Default::default()
-        }));
-        let pid = c.init.pid;
-        drop(c);
-        self.containers.lock().unwrap().remove(&req.id);
-        Ok(api::DeleteResponse {
-            pid,
-            exit_status: status_code,
-            exited_at: MessageField::some(crate::events::ts(at)),
-            ..Default::default()
-        })
+        let this = self.clone();
+        detached(async move { this.delete_now(req).await }).await
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TResult<api::PidsResponse> {
@@ -1008,6 +650,397 @@ impl Task for Service {
         }
         Ok(api::Empty::new())
     }
+}
+
+/// The work of the requests that create, start and delete processes, run by `detached`.
+impl Service {
+    async fn create_now(&self, req: api::CreateTaskRequest) -> TResult<api::CreateTaskResponse> {
+        tracing::info!(id = %req.id, bundle = %req.bundle, "create");
+        crate::residency::touch();
+        if self.containers.lock().unwrap().contains_key(&req.id) {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(status(
+                Code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported by husk yet",
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        check_terminal(&bundle, req.terminal).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+        let rootfs = bundle.join("rootfs");
+        crate::mount::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| status(Code::INTERNAL, e))?;
+        let fail = |e: ttrpc::Error| {
+            if !req.rootfs.is_empty() {
+                crate::mount::unmount_rootfs(&rootfs);
+            }
+            e
+        };
+        let mut io = if req.terminal {
+            ProcessIo::default()
+        } else {
+            crate::io::setup(
+                &req.stdin,
+                &req.stdout,
+                &req.stderr,
+                &crate::io::Owner {
+                    id: req.id.clone(),
+                    namespace: self.namespace.clone(),
+                },
+            )
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e)))?
+        };
+        let console = console_socket(req.terminal).map_err(fail)?;
+        let cgroup_driver = req
+            .options
+            .as_ref()
+            .map(|a| {
+                crate::options::RuntimeOptions::from_any(&husk_proto::Any {
+                    type_url: a.type_url.clone(),
+                    value: a.value.clone(),
+                })
+            })
+            .transpose()
+            .and_then(|o| Ok(o.map(|o| o.cgroup_driver()).transpose()?.flatten()))
+            .map_err(|e| fail(status(Code::INVALID_ARGUMENT, e.to_string())))?;
+        let rt = self.runtime.clone();
+        let id = req.id.clone();
+        let opts = husk_runtime::CreateOptions {
+            bundle: bundle.clone(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            stdio: husk_runtime::StdioFds {
+                stdin: io.stdin.take(),
+                stdout: io.stdout.take(),
+                stderr: io.stderr.take(),
+            },
+            cgroup_driver,
+            ..Default::default()
+        };
+        let created = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            let c = rt.create(&id, opts)?;
+            let pidfd = crate::reaper::watch_pid(c.pid())
+                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
+            Ok::<_, husk_runtime::Error>((c, pidfd))
+        })
+        .await
+        .map_err(fail)?;
+        let (container, pidfd) = match created {
+            Ok(x) => x,
+            Err(e) => return Err(fail(from_runtime(e))),
+        };
+        let pid = container.pid();
+        let mut init = Proc::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        init.pid = pid as u32;
+        let mut pidfd = Some(pidfd);
+        if let Some(sock) = console {
+            match receive_terminal(sock, req.stdin.clone(), req.stdout.clone()).await {
+                Ok((master, tio)) => {
+                    init.console = Some(master);
+                    io = tio;
+                }
+                Err(e) => {
+                    // Nothing may stay behind a failed Create: the init, its cgroup, state
+                    // and the rootfs mount go.
+                    let (rt, id) = (self.runtime.clone(), req.id.clone());
+                    let _ = blocking(move || {
+                        let _g = crate::reaper::spawn_guard();
+                        rt.load(&id).and_then(|c| c.delete(true))
+                    })
+                    .await;
+                    if let Some(fd) = pidfd.take() {
+                        kill_and_reap(pid, fd).await;
+                    }
+                    return Err(fail(status(Code::INTERNAL, e)));
+                }
+            }
+        }
+        let pidfd = pidfd.take().expect("pidfd kept until the exit watch");
+        let output = io.progress();
+        init.io = Some(io);
+        let cgroup_paths = container.persisted().cgroup.clone();
+        let ctr = Arc::new(Mutex::new(Ctr {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            rootfs_mounted: !req.rootfs.is_empty(),
+            container,
+            init,
+            execs: HashMap::new(),
+            gate: EventGate::default(),
+            oom_published: false,
+        }));
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(req.id.clone(), ctr.clone());
+        self.events.publish(Event::Create(ev::TaskCreate {
+            container_id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(ev::TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                ..Default::default()
+            }),
+            checkpoint: req.checkpoint.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        }));
+        // OOM watching starts now: the cgroup holds the waiting init.
+        let (events, oc, cid) = (self.events.clone(), ctr.clone(), req.id.clone());
+        if let Err(e) = crate::oom::watch(&cgroup_paths, move || {
+            let mut c = oc.lock().unwrap();
+            if !c.oom_published || c.gate.init_exit_published() {
+                c.oom_published = true;
+                events.publish(Event::Oom(ev::TaskOOM {
+                    container_id: cid.clone(),
+                    ..Default::default()
+                }));
+            }
+        }) {
+            tracing::warn!(id = %req.id, error = %e, "OOM notifications unavailable");
+        }
+        spawn_exit_watch(self.events.clone(), ctr, String::new(), pid, pidfd, output);
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn start_now(&self, req: api::StartRequest) -> TResult<api::StartResponse> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, "start");
+        crate::residency::touch();
+        let ctr = self.get(&req.id)?;
+        if req.exec_id.is_empty() {
+            {
+                let mut c = ctr.lock().unwrap();
+                c.init.state = c.init.state.start(&req.id).map_err(from_transition)?;
+            }
+            let (rt, id) = (self.runtime.clone(), req.id.clone());
+            // A fresh handle: the container lock is never held across blocking work.
+            let r = blocking(move || {
+                let _g = crate::reaper::spawn_guard();
+                rt.load(&id)?.start()
+            })
+            .await?;
+            let mut c = ctr.lock().unwrap();
+            if let Err(e) = r {
+                return Err(from_runtime(e));
+            }
+            let pid = c.init.pid;
+            let emits = c.gate.init_started(pid);
+            self.publish_emits(&mut c, emits);
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
+        }
+        // An exec.
+        let (spec, stdin, stdout, stderr, terminal) = {
+            let mut c = ctr.lock().unwrap();
+            if matches!(c.init.state, ProcState::Stopped(_) | ProcState::Deleted) {
+                return Err(from_transition(Transition::InitGone(req.exec_id.clone())));
+            }
+            let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
+                status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+            })?;
+            p.state = p.state.start(&req.exec_id).map_err(from_transition)?;
+            (
+                p.spec.clone().unwrap_or_default(),
+                p.stdin.clone(),
+                p.stdout.clone(),
+                p.stderr.clone(),
+                p.terminal,
+            )
+        };
+        let fail_exec = |ctr: &Arc<Mutex<Ctr>>, events: &Publisher, e: ttrpc::Error| {
+            let mut c = ctr.lock().unwrap();
+            c.execs.remove(&req.exec_id);
+            let emits = c.gate.exec_failed(&req.exec_id);
+            publish_emits(events, &mut c, emits);
+            e
+        };
+        let mut io = if terminal {
+            ProcessIo::default()
+        } else {
+            match crate::io::setup(
+                &stdin,
+                &stdout,
+                &stderr,
+                &crate::io::Owner {
+                    id: req.id.clone(),
+                    namespace: self.namespace.clone(),
+                },
+            ) {
+                Ok(io) => io,
+                Err(e) => {
+                    return Err(fail_exec(
+                        &ctr,
+                        &self.events,
+                        status(Code::INVALID_ARGUMENT, e),
+                    ))
+                }
+            }
+        };
+        let console = match console_socket(terminal) {
+            Ok(c) => c,
+            Err(e) => return Err(fail_exec(&ctr, &self.events, e)),
+        };
+        let opts = husk_runtime::ExecOptions {
+            process: spec,
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            stdio: husk_runtime::StdioFds {
+                stdin: io.stdin.take(),
+                stdout: io.stdout.take(),
+                stderr: io.stderr.take(),
+            },
+            ..Default::default()
+        };
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        let r = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            let container = rt.load(&id)?;
+            let pid = rt.exec(&container, opts)?;
+            let pidfd = crate::reaper::watch_pid(pid)
+                .map_err(|e| husk_runtime::Error::Init(format!("pidfd: {e}")))?;
+            Ok::<_, husk_runtime::Error>((pid, pidfd))
+        })
+        .await?;
+        let (pid, pidfd) = match r {
+            Ok(x) => x,
+            Err(e) => return Err(fail_exec(&ctr, &self.events, from_runtime(e))),
+        };
+        if let Some(sock) = console {
+            match receive_terminal(sock, stdin, stdout).await {
+                Ok((master, tio)) => {
+                    io = tio;
+                    let mut c = ctr.lock().unwrap();
+                    if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                        p.console = Some(master);
+                    }
+                }
+                Err(e) => {
+                    // Nobody holds the process's terminal: it must not run on as a zombie.
+                    kill_and_reap(pid, pidfd).await;
+                    return Err(fail_exec(&ctr, &self.events, status(Code::INTERNAL, e)));
+                }
+            }
+        }
+        let output = io.progress();
+        {
+            let mut c = ctr.lock().unwrap();
+            if let Some(p) = c.execs.get_mut(&req.exec_id) {
+                p.pid = pid as u32;
+                if p.stdin_closed {
+                    io.close_stdin();
+                }
+                p.io = Some(io);
+            }
+            let emits = c.gate.exec_started(&req.exec_id, pid as u32);
+            self.publish_emits(&mut c, emits);
+        }
+        spawn_exit_watch(
+            self.events.clone(),
+            ctr,
+            req.exec_id.clone(),
+            pid,
+            pidfd,
+            output,
+        );
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn delete_now(&self, req: api::DeleteRequest) -> TResult<api::DeleteResponse> {
+        tracing::info!(id = %req.id, exec_id = %req.exec_id, "delete");
+        crate::residency::touch();
+        let ctr = self.get(&req.id)?;
+        if !req.exec_id.is_empty() {
+            let p = {
+                let mut c = ctr.lock().unwrap();
+                let p = c.execs.get_mut(&req.exec_id).ok_or_else(|| {
+                    status(Code::NOT_FOUND, format!("exec {} not found", req.exec_id))
+                })?;
+                p.state.delete(&req.exec_id).map_err(from_transition)?;
+                c.execs.remove(&req.exec_id).unwrap()
+            };
+            let e = p.state.exit_info();
+            drain(p.io).await;
+            return Ok(api::DeleteResponse {
+                pid: p.pid,
+                exit_status: e.map(|e| e.status).unwrap_or(0),
+                exited_at: MessageField::some(crate::events::ts(e.map(|e| e.at).unwrap_or(0))),
+                ..Default::default()
+            });
+        }
+        let io = {
+            let mut c = ctr.lock().unwrap();
+            c.init.state.delete(&req.id).map_err(from_transition)?;
+            c.init.io.take()
+        };
+        drain(io).await;
+        let (rt, id) = (self.runtime.clone(), req.id.clone());
+        let r = blocking(move || {
+            let _g = crate::reaper::spawn_guard();
+            match rt.load(&id) {
+                Ok(c) => c.delete(true),
+                Err(husk_runtime::Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        let mut c = ctr.lock().unwrap();
+        if let Err(e) = r {
+            tracing::warn!(id = %req.id, error = %e, "runtime delete");
+        }
+        if c.rootfs_mounted {
+            crate::mount::unmount_rootfs(&c.bundle.join("rootfs"));
+        }
+        let exit = c.init.state.exit_info();
+        c.init.state = ProcState::Deleted;
+        c.init.console = None;
+        let (status_code, at) = exit
+            .map(|e| (e.status, e.at))
+            .unwrap_or((0, crate::events::now_nanos()));
+        self.events.publish(Event::Delete(ev::TaskDelete {
+            container_id: req.id.clone(),
+            pid: c.init.pid,
+            exit_status: status_code,
+            exited_at: MessageField::some(crate::events::ts(at)),
+            id: req.id.clone(),
+            ..Default::default()
+        }));
+        let pid = c.init.pid;
+        drop(c);
+        self.containers.lock().unwrap().remove(&req.id);
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: status_code,
+            exited_at: MessageField::some(crate::events::ts(at)),
+            ..Default::default()
+        })
+    }
+}
+
+/// Runs a request's work on a task of its own and waits for it. ttrpc drops a handler's future
+/// when the client's connection closes — containerd crashing or restarting mid-request — which
+/// would abandon a Create, Start or Delete half-way: a process started with nobody watching its
+/// exit (a zombie the orphan reaper must leave alone, and a pid namespace whose init can then
+/// never finish exiting), a container created but never recorded. Detached, the work completes
+/// and its outcome is there for containerd once it reconnects.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = TResult<T>> + Send + 'static,
+) -> TResult<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| status(Code::INTERNAL, format!("task: {e}")))?
 }
 
 #[cfg(test)]
