@@ -6,6 +6,8 @@
 //!                                                interactive shell) with the workspace mounted
 //! husk-node bench [--containerd L] [--driver D] [HUSK-BENCH OPTIONS]
 //!                                                the benchmark in the guest, ratios only
+//! husk-node soak [--containerd L] [--driver D] [HUSK-SOAK OPTIONS]
+//!                                                the churn soak with leak accounting in the guest
 //! husk-node build                                build the cached image if missing, print it
 //! ```
 
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: husk-node matrix [--full] [--only SUBSTRING]\n       husk-node sh [COMMAND...]\n       husk-node bench [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [HUSK-BENCH OPTIONS]\n       husk-node build"
+        "usage: husk-node matrix [--full] [--only SUBSTRING]\n       husk-node sh [COMMAND...]\n       husk-node bench [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [HUSK-BENCH OPTIONS]\n       husk-node soak [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [HUSK-SOAK OPTIONS]\n       husk-node build"
     );
     std::process::exit(2)
 }
@@ -86,7 +88,8 @@ fn main() {
             std::process::exit(code);
         }
         Some("matrix") => husk_e2e::node::matrix::main(&args[1..]),
-        Some("bench") => husk_e2e::node::bench::main(&args[1..]),
+        Some("bench") => husk_e2e::node::tool::main(husk_e2e::node::tool::Tool::Bench, &args[1..]),
+        Some("soak") => husk_e2e::node::tool::main(husk_e2e::node::tool::Tool::Soak, &args[1..]),
         _ => usage(),
     }
 }

@@ -12,13 +12,13 @@
 //! KVM is used when a stock one is present, TCG otherwise (`qemu::Accel::detect`). A guest that
 //! does not come up is an error carrying the end of its serial console.
 
-pub mod bench;
 pub mod expected;
 pub mod image;
 pub mod matrix;
 pub mod qemu;
 pub mod qmp;
 pub mod ssh;
+pub mod tool;
 
 pub use image::Image;
 pub use ssh::Ssh;

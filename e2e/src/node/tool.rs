@@ -1,12 +1,15 @@
-//! `husk-node bench`: the benchmark (`husk-bench`, built here) inside a fresh node guest, against
-//! the guest's containerd with the systemd cgroup driver (`SystemdCgroup = true` on every
-//! handler, kubelet's `.slice` pod parents), husk against runc and crun (crun runs on pure
-//! cgroup v2, which this host's hybrid layout denies it). containerd runs where a node's does:
-//! in a systemd service with a delegated cgroup, its shims beside it.
+//! `husk-node bench` and `husk-node soak`: the benchmark (`husk-bench`) or the churn soak with
+//! leak accounting (`husk-soak`), built here, inside a fresh node guest, against the guest's
+//! containerd with the systemd cgroup driver (`SystemdCgroup = true` on every handler,
+//! kubelet's `.slice` pod parents), husk against runc (and crun for the benchmark: crun runs on
+//! pure cgroup v2, which this host's hybrid layout denies it). containerd runs where a node's
+//! does: in a systemd service with a delegated cgroup, its shims beside it.
 //!
 //! Under TCG the guest's CPU is emulated, so its absolute times say nothing about a real node;
 //! the benchmark is asked for ratios only (`--ratios-only`), which the interleaved iterations
-//! keep comparable: every runtime runs under the same emulation, back to back.
+//! keep comparable: every runtime runs under the same emulation, back to back. The soak's
+//! leak counters (cgroups of the unified tree, systemd scopes, mounts, processes...) do not
+//! depend on speed.
 
 use super::matrix::{version_of, CONTAINERD};
 use super::{NodeVm, GUEST_OUT};
@@ -14,21 +17,62 @@ use crate::env::CgroupDriver;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const USAGE: &str = "usage: husk-node bench [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [HUSK-BENCH OPTIONS...]
-Runs target/<profile>/husk-bench in a fresh node guest (default: containerd 2.x, systemd driver),
-husk vs runc vs crun, ratios only. DIR (default bench-results/guest) receives results.json and
-the charts. Other options go to husk-bench (--iterations N, --memory-pods LIST, --parallel LIST).";
+/// What runs in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `husk-bench`, ratios only; results in `bench-results/guest` by default.
+    Bench,
+    /// `husk-soak`; results in `soak-results/guest` by default.
+    Soak,
+}
 
-fn usage_error(msg: &str) -> ! {
-    eprintln!("husk-node bench: {msg}\n{USAGE}");
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Bench => "bench",
+            Tool::Soak => "soak",
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        match self {
+            Tool::Bench => "husk-bench",
+            Tool::Soak => "husk-soak",
+        }
+    }
+
+    fn usage(self) -> String {
+        let (what, more) = match self {
+            Tool::Bench => (
+                "husk vs runc vs crun, ratios only",
+                "--iterations N, --memory-pods LIST, --parallel LIST",
+            ),
+            Tool::Soak => (
+                "husk and runc, churn with leak accounting",
+                "--pods N, --clients C, --minutes M, --handlers LIST",
+            ),
+        };
+        format!(
+            "usage: husk-node {name} [--containerd 1.7|2.x] [--driver systemd|cgroupfs] [--out DIR] [{bin} OPTIONS...]
+Runs target/<profile>/{bin} in a fresh node guest (default: containerd 2.x, systemd driver),
+{what}. DIR (default {name}-results/guest) receives its results.
+Other options go to {bin} ({more}).",
+            name = self.name(),
+            bin = self.binary(),
+        )
+    }
+}
+
+fn usage_error(tool: Tool, msg: &str) -> ! {
+    eprintln!("husk-node {}: {msg}\n{}", tool.name(), tool.usage());
     std::process::exit(2)
 }
 
-/// Parses the arguments, boots the guest, runs the benchmark there and exits with its status.
-pub fn main(args: &[String]) {
+/// Parses the arguments, boots the guest, runs `tool` there and exits with its status.
+pub fn main(tool: Tool, args: &[String]) {
     let mut containerd = "2.x";
     let mut driver = CgroupDriver::Systemd;
-    let mut out = NodeVm::workspace().join("bench-results/guest");
+    let mut out = NodeVm::workspace().join(format!("{}-results/guest", tool.name()));
     let mut forwarded: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -41,36 +85,41 @@ pub fn main(args: &[String]) {
                     .iter()
                     .find(|c| c.0 == v && c.0 != "1.6")
                     .map(|c| c.0)
-                    .unwrap_or_else(|| usage_error(&format!("--containerd {v:?}: 1.7 or 2.x")));
+                    .unwrap_or_else(|| {
+                        usage_error(tool, &format!("--containerd {v:?}: 1.7 or 2.x"))
+                    });
             }
             "--driver" => {
                 driver = match it.next().map(String::as_str) {
                     Some("systemd") => CgroupDriver::Systemd,
                     Some("cgroupfs") => CgroupDriver::Cgroupfs,
-                    v => usage_error(&format!("--driver {v:?}")),
+                    v => usage_error(tool, &format!("--driver {v:?}")),
                 }
             }
             "--out" => {
                 out = it
                     .next()
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| usage_error("--out needs a directory"))
+                    .unwrap_or_else(|| usage_error(tool, "--out needs a directory"))
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", tool.usage());
                 return;
             }
             _ => forwarded.push(a.clone()),
         }
     }
-    let bench = crate::bed::target_dir().join("husk-bench");
+    let bench = crate::bed::target_dir().join(tool.binary());
     if !bench.exists() {
-        usage_error(&format!(
-            "{} is not built (cargo build --release builds it)",
-            bench.display()
-        ));
+        usage_error(
+            tool,
+            &format!(
+                "{} is not built (cargo build --release builds it)",
+                bench.display()
+            ),
+        );
     }
-    // husk-bench's own test bed finds the shim beside it.
+    // The tool's own test bed finds the shim beside it.
     crate::bed::shim_binary();
     let out = std::path::absolute(&out).unwrap_or(out);
     let _ = std::fs::remove_dir_all(out.join("images"));
@@ -78,7 +127,8 @@ pub fn main(args: &[String]) {
     let t = Instant::now();
     crate::images::prebuild(&out.join("images"));
     println!(
-        "==> node guest bench: OCI images prebuilt on the host in {:.1} s",
+        "==> node guest {}: OCI images prebuilt on the host in {:.1} s",
+        tool.name(),
         t.elapsed().as_secs_f64()
     );
     let vm = NodeVm::start(&out).unwrap_or_else(|e| {
@@ -112,19 +162,21 @@ pub fn main(args: &[String]) {
     // and shims live in it.
     let q = |s: &str| super::ssh::quote(s);
     let mut script = String::from(
-        "systemctl reset-failed husk-bench.service 2>/dev/null; \
-         systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=husk-bench \
+        "systemctl reset-failed husk-tool.service 2>/dev/null; \
+         systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=husk-tool \
          -p Delegate=yes -p KillMode=mixed -p TimeoutStopSec=30 --working-directory=/var/tmp",
     );
     for (k, v) in &env {
         script += &format!(" -E {k}={}", q(v));
     }
     script += &format!(
-        " {} --out {} --ratios-only {}",
+        " {} --out {}",
         q(&bench.display().to_string()),
         q(&format!("{GUEST_OUT}/results")),
-        q(why)
     );
+    if tool == Tool::Bench {
+        script += &format!(" --ratios-only {}", q(why));
+    }
     for a in &forwarded {
         script += &format!(" {}", q(a));
     }
@@ -136,7 +188,8 @@ pub fn main(args: &[String]) {
         .status()
         .expect("ssh");
     println!(
-        "==> node guest bench finished in {:.0} s ({st}); results in {}",
+        "==> node guest {} finished in {:.0} s ({st}); results in {}",
+        tool.name(),
         t.elapsed().as_secs_f64(),
         out.join("results").display()
     );
