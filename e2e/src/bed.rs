@@ -712,6 +712,14 @@ pub const FORBIDDEN_LOG_LINES: [(&str, &str); 1] = [(
 /// shim misbehaves (0 with runc, and with husk since its Kill answers as runc's shim).
 pub const LOG_CHECK_EXEMPT_CONTAINERD: &[&str] = &["1.7."];
 
+/// Set (to 1) by the node guest's matrix when the guest's CPU is emulated (TCG). There a call
+/// can take 10–50× as long as on a real node, and containerd 2.x gives up on some of its
+/// calls to a shim (its own deadlines, a cancelled CRI request) before the answer comes: it
+/// logged "received message on inactive stream" 3 times in 12 pods started at once, with husk
+/// and runc in the same bed. Under it the forbidden lines are printed, not failed on; on this
+/// host (real CPU, containerd 1.6 and 2.x) the check holds.
+pub const EMULATED_CPU_ENV: &str = "HUSK_E2E_EMULATED_CPU";
+
 impl TestBed {
     /// Lines of containerd's log that must not be there (see `FORBIDDEN_LOG_LINES`).
     pub fn forbidden_log_lines(&self) -> Vec<String> {
@@ -733,11 +741,21 @@ impl TestBed {
     /// is kept under /tmp/husk-e2e-logs whenever the test failed or the check trips, since
     /// the bed's own directory goes with it.
     fn check_log(&self) {
-        let bad = if self.forbid_log_lines {
+        let mut bad = if self.forbid_log_lines {
             self.forbidden_log_lines()
         } else {
             Vec::new()
         };
+        if !bad.is_empty() && std::env::var(EMULATED_CPU_ENV).is_ok_and(|v| v == "1") {
+            eprintln!(
+                "test bed {}: containerd logged {} line(s) the log check forbids; not failed on \
+                 under an emulated CPU ({EMULATED_CPU_ENV}=1, see its doc):\n{}",
+                self.ns,
+                bad.len(),
+                bad.join("\n")
+            );
+            bad.clear();
+        }
         if bad.is_empty() && !std::thread::panicking() {
             return;
         }

@@ -372,6 +372,9 @@ fn run_binary(
     for (k, v) in cell.env() {
         script += &format!(" -E {k}={}", super::ssh::quote(&v));
     }
+    if vm.image.accel.name() == "tcg" {
+        script += &format!(" -E {}=1", crate::bed::EMULATED_CPU_ENV);
+    }
     script += &format!(
         " {} --test-threads {threads}",
         super::ssh::quote(&bin.display().to_string())
