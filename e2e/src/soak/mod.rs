@@ -146,13 +146,32 @@ fn pod_parent(bed: &TestBed, uid: &str) -> String {
 }
 
 /// kubelet removes a pod's cgroup once the pod is gone: every hierarchy's directory of a
-/// cgroupfs parent (the systemd driver's slices go with the bed). A directory the runtime
-/// left a child in stays, and the cgroup counter shows it.
+/// cgroupfs parent, or (systemd driver) it stops the pod's slice unit. A cgroup the runtime
+/// left a child in stays, and the cgroup counter shows it: a slice is only stopped when empty,
+/// as stopping it would take a leftover scope with it.
 fn remove_pod_cgroup(bed: &TestBed, parent: &str) {
+    let rel = parent.trim_start_matches('/');
     if bed.driver == Some(crate::env::CgroupDriver::Systemd) {
+        let dir = PathBuf::from("/sys/fs/cgroup").join(rel);
+        let dir = if crate::env::cgroup_v2() {
+            dir
+        } else {
+            PathBuf::from("/sys/fs/cgroup/systemd").join(rel)
+        };
+        let has_child = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        let unit = rel.rsplit('/').next().unwrap_or(rel);
+        if !has_child {
+            let _ = std::process::Command::new("systemctl")
+                .args(["stop", unit])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         return;
     }
-    let rel = parent.trim_start_matches('/');
     let roots: Vec<PathBuf> = if crate::env::cgroup_v2() {
         vec![PathBuf::from("/sys/fs/cgroup")]
     } else {
