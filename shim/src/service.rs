@@ -343,7 +343,16 @@ impl Task for Service {
         req: api::CreateTaskRequest,
     ) -> TResult<api::CreateTaskResponse> {
         let this = self.clone();
-        detached(async move { this.create_now(req).await }).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let id = req.id.clone();
+            let r = this.create_now(req).await;
+            if let Err(Ok(_)) = tx.send(r) {
+                this.discard_unacknowledged(id).await;
+            }
+        });
+        rx.await
+            .map_err(|e| status(Code::INTERNAL, format!("create: {e}")))?
     }
 
     async fn start(
@@ -654,6 +663,26 @@ impl Task for Service {
 
 /// The work of the requests that create, start and delete processes, run by `detached`.
 impl Service {
+    /// A Create that completed after its request was dropped — containerd died or gave up
+    /// mid-call — made a container nobody learnt of: the restarted containerd treats a shim
+    /// without tasks as leaky and shuts it down, and the CRI never lists the pod, so nothing
+    /// would ever delete it. It is deleted here (its init killed, rootfs unmounted, cgroup and
+    /// state removed), and a shim left with no container exits, as after Shutdown.
+    async fn discard_unacknowledged(&self, id: String) {
+        tracing::warn!(%id, "create: the caller left before the reply; deleting the container");
+        let req = api::DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = self.delete_now(req).await {
+            tracing::warn!(%id, error = %e, "delete of an unacknowledged container");
+        }
+        if self.containers.lock().unwrap().is_empty() {
+            tracing::info!(namespace = %self.namespace, "shutdown: no containers left");
+            self.shutdown.notify_one();
+        }
+    }
+
     async fn create_now(&self, req: api::CreateTaskRequest) -> TResult<api::CreateTaskResponse> {
         tracing::info!(id = %req.id, bundle = %req.bundle, "create");
         crate::residency::touch();
@@ -1034,7 +1063,8 @@ impl Service {
 /// would abandon a Create, Start or Delete half-way: a process started with nobody watching its
 /// exit (a zombie the orphan reaper must leave alone, and a pid namespace whose init can then
 /// never finish exiting), a container created but never recorded. Detached, the work completes
-/// and its outcome is there for containerd once it reconnects.
+/// and its outcome is there for containerd once it reconnects. (Create runs the same way, and
+/// deletes what it made if its caller is gone: `Service::discard_unacknowledged`.)
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = TResult<T>> + Send + 'static,
 ) -> TResult<T> {
