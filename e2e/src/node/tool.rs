@@ -169,6 +169,9 @@ pub fn main(tool: Tool, args: &[String]) {
     for (k, v) in &env {
         script += &format!(" -E {k}={}", q(v));
     }
+    if accel == "tcg" {
+        script += &format!(" -E {}=1", crate::bed::EMULATED_CPU_ENV);
+    }
     script += &format!(
         " {} --out {}",
         q(&bench.display().to_string()),
