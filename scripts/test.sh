@@ -40,7 +40,7 @@ stage() {
 # The guest stage runs in the background while the host stage runs (the emulated guest and
 # the host's tests share the 2 cores better than they take turns): everything it needs from
 # cargo is built first, its output goes to its own log and is printed when it is done.
-guest_log=$HUSK_SRC/target/node-results/guest-stage.log
+guest_log=$HUSK_SRC/target/guest-stage.log  # not under node-results/: husk-node matrix empties that directory
 guest_pid=
 start_guest_stage() {
     stage "builds for the guest stage (its test binaries, the node-only CLI tests)"
