@@ -653,10 +653,7 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         _req: api::ShutdownRequest,
     ) -> TResult<api::Empty> {
-        if self.containers.lock().unwrap().is_empty() {
-            tracing::info!(namespace = %self.namespace, "shutdown: no containers left");
-            self.shutdown.notify_one();
-        }
+        self.shutdown_if_empty();
         Ok(api::Empty::new())
     }
 }
@@ -677,6 +674,11 @@ impl Service {
         if let Err(e) = self.delete_now(req).await {
             tracing::warn!(%id, error = %e, "delete of an unacknowledged container");
         }
+        self.shutdown_if_empty();
+    }
+
+    /// Ends the shim once it serves no container (Shutdown's rule).
+    fn shutdown_if_empty(&self) {
         if self.containers.lock().unwrap().is_empty() {
             tracing::info!(namespace = %self.namespace, "shutdown: no containers left");
             self.shutdown.notify_one();
