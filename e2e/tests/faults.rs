@@ -824,6 +824,122 @@ fn execs_across_restart(bed: &mut TestBed, rt: &str, id: &str) -> ExecsAcrossRes
     }
 }
 
+/// What is left of a task whose shim containerd started and then died before sending it
+/// Create, once the restarted containerd has had `ORPHAN_WAIT` to settle.
+#[derive(Debug, PartialEq)]
+struct ShimWithoutCreate {
+    shim_running: bool,
+    bundle_left: bool,
+}
+
+/// Longer than husk's grace after containerd's Connect (5 s), with room for a loaded machine.
+const ORPHAN_WAIT: Duration = Duration::from_secs(30);
+
+/// containerd dies after a task's shim `start` returned and before its Create (the window the
+/// CI once hit in `containerd_restart_during_run_pod_sandbox_and_start_container`, reproduced
+/// here every time: the test plays containerd's part up to `start`, on the container's metadata
+/// `ctr container create` wrote). The restarted containerd loads the shim from the bundle and
+/// asks it for a task it never had. containerd 1.6 then keeps that shim as a task for ever,
+/// with its bundle (runc's shim: printed for the record); husk's shim ends itself, and
+/// containerd's dead-shim cleanup removes the bundle. containerd 2.x ends either shim itself.
+#[test]
+fn containerd_restart_between_shim_start_and_create() {
+    let mut bed = TestBed::start();
+    bed.import(BUSYBOX);
+    let runtimes = [
+        "io.containerd.runc.v2".to_string(),
+        husk_e2e::env::ctr_runtime(),
+    ];
+    let mut shims = Vec::new();
+    for rt in &runtimes {
+        let id = format!("nocreate-{}", rt.split('.').nth(2).unwrap_or("x"));
+        ctr_ok(
+            &bed,
+            &[
+                "container",
+                "create",
+                "--runtime",
+                rt,
+                BUSYBOX,
+                &id,
+                "sleep",
+                "1000",
+            ],
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(&ctr_ok(&bed, &["container", "info", &id])).unwrap();
+        let bundle = husk_e2e::shim_api::bundle_dir(&bed.dir.path().join("state"), &bed.ns, &id);
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("config.json"), info["Spec"].to_string()).unwrap();
+        let binary = husk_e2e::env::shim_binary_name(rt);
+        let path = if binary == "containerd-shim-husk-v2" {
+            husk_e2e::bed::shim_binary()
+        } else {
+            PathBuf::from(&binary)
+        };
+        let socket = bed.socket().display().to_string();
+        let out = std::process::Command::new(&path)
+            .args(["-namespace", &bed.ns, "-address", &socket])
+            .args(["-publish-binary", &bed.containerd_bin.display().to_string()])
+            .args(["-id", &id, "start"])
+            .env("TTRPC_ADDRESS", format!("{socket}.ttrpc"))
+            .current_dir(&bundle)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{binary} start: {e}"));
+        assert!(
+            out.status.success(),
+            "{binary} start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pid = bed
+            .shim_pids_named(&binary)
+            .into_iter()
+            .find(|p| cmdline(*p).contains(&id))
+            .unwrap_or_else(|| panic!("{binary} start left no shim serving {id}"));
+        shims.push((rt.clone(), id, pid, bundle));
+    }
+    crash_and_restart_containerd(&mut bed);
+    let t = Instant::now();
+    let seen = |shims: &[(String, String, i32, PathBuf)]| {
+        shims
+            .iter()
+            .map(|(rt, _, pid, bundle)| {
+                let s = ShimWithoutCreate {
+                    shim_running: !dead(*pid),
+                    bundle_left: bundle.exists(),
+                };
+                (rt.clone(), s)
+            })
+            .collect::<Vec<_>>()
+    };
+    let clean = || ShimWithoutCreate {
+        shim_running: false,
+        bundle_left: false,
+    };
+    while t.elapsed() < ORPHAN_WAIT
+        && seen(&shims)
+            .iter()
+            .any(|(rt, s)| rt != "io.containerd.runc.v2" && *s != clean())
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = seen(&shims);
+    for (rt, id, pid, _) in &shims {
+        if !dead(*pid) {
+            sigkill(*pid);
+        }
+        let _ = bed.ctr(&["--timeout", "60s", "task", "delete", "--force", id]);
+        ctr_ok(&bed, &["container", "rm", id]);
+        eprintln!("{rt}: {:?}", seen.iter().find(|(r, _)| r == rt));
+    }
+    for (rt, s) in &seen {
+        if rt != "io.containerd.runc.v2" {
+            assert_eq!(*s, clean(), "{rt} after {:?}", t.elapsed());
+        }
+    }
+}
+
 /// A tmpfs mounted at a directory, unmounted (lazily: a container may still hold its log
 /// open) when dropped.
 struct Tmpfs(PathBuf);

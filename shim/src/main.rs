@@ -128,6 +128,10 @@ fn serve(args: args::Args) -> Result<(), String> {
             publisher,
         ));
         let shutdown = service.shutdown.clone();
+        service.end_if_orphaned(
+            service::ORPHAN_GRACE_AFTER_START,
+            "no create since the shim started",
+        );
         let services = create_task(service);
         // SAFETY: fd 3 is the listening socket `start` handed us.
         let mut server =

@@ -18,7 +18,9 @@ use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 type TResult<T> = ttrpc::Result<T>;
@@ -119,9 +121,22 @@ pub struct Service {
     namespace: String,
     runtime: Arc<Runtime>,
     containers: Arc<Mutex<HashMap<String, Arc<Mutex<Ctr>>>>>,
+    /// Creates in flight: their containers are not in `containers` yet, and the shim must
+    /// not end under them.
+    creating: Arc<AtomicUsize>,
     events: Publisher,
     pub shutdown: Arc<Notify>,
 }
+
+/// How long a shim serving no container waits, after containerd asked it for a task it never
+/// had, before it ends itself (`Service::end_if_orphaned`). containerd's Create follows its
+/// Connect within milliseconds when both are legitimate.
+pub const ORPHAN_GRACE_AFTER_CONNECT: Duration = Duration::from_secs(5);
+
+/// How long a freshly started shim waits for its first Create before it ends itself:
+/// containerd sends it right after `start` returns; only a containerd that died in between
+/// (and never came back to ask) leaves a shim without one.
+pub const ORPHAN_GRACE_AFTER_START: Duration = Duration::from_secs(60);
 
 impl Service {
     pub fn new(namespace: String, runtime: Runtime, events: Publisher) -> Service {
@@ -129,9 +144,32 @@ impl Service {
             namespace,
             runtime: Arc::new(runtime),
             containers: Default::default(),
+            creating: Default::default(),
             events,
             shutdown: Arc::new(Notify::new()),
         }
+    }
+
+    /// After `grace`, ends the shim if it serves no container and creates none: it was
+    /// started for a Create that never came. containerd starts a shim, then sends Create; if
+    /// it dies in between, the shim has no task, and containerd 1.6, once restarted, loads it
+    /// as a task anyway (its Connect answers) and keeps it for ever, with its bundle;
+    /// containerd 1.7+ ends such a "leaky shim" itself (containerd#6860). Ending lets
+    /// containerd's dead-shim cleanup (the `delete` action, the bundle) run.
+    pub fn end_if_orphaned(&self, grace: Duration, why: &'static str) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if this.is_empty() {
+                tracing::warn!(namespace = %this.namespace, why, "no container to serve: ending");
+                this.shutdown.notify_one();
+            }
+        });
+    }
+
+    /// No container served and none being created.
+    fn is_empty(&self) -> bool {
+        self.creating.load(Ordering::SeqCst) == 0 && self.containers.lock().unwrap().is_empty()
     }
 
     fn get(&self, id: &str) -> TResult<Arc<Mutex<Ctr>>> {
@@ -344,9 +382,11 @@ impl Task for Service {
     ) -> TResult<api::CreateTaskResponse> {
         let this = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        self.creating.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let id = req.id.clone();
             let r = this.create_now(req).await;
+            this.creating.fetch_sub(1, Ordering::SeqCst);
             if let Err(Ok(_)) = tx.send(r) {
                 this.discard_unacknowledged(id).await;
             }
@@ -638,8 +678,16 @@ impl Task for Service {
             .lock()
             .unwrap()
             .get(&req.id)
-            .map(|c| c.lock().unwrap().init.pid)
-            .unwrap_or(0);
+            .map(|c| c.lock().unwrap().init.pid);
+        // A restarted containerd asking for a task this empty shim never had: the Create it
+        // was started for never came (answered as runc's shim does, then ended).
+        if task_pid.is_none() && self.is_empty() {
+            self.end_if_orphaned(
+                ORPHAN_GRACE_AFTER_CONNECT,
+                "connect for a task never created",
+            );
+        }
+        let task_pid = task_pid.unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -679,7 +727,7 @@ impl Service {
 
     /// Ends the shim once it serves no container (Shutdown's rule).
     fn shutdown_if_empty(&self) {
-        if self.containers.lock().unwrap().is_empty() {
+        if self.is_empty() {
             tracing::info!(namespace = %self.namespace, "shutdown: no containers left");
             self.shutdown.notify_one();
         }
