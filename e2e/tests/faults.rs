@@ -1203,8 +1203,9 @@ fn fork_storm_at_the_pids_limit() {
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect();
+        let err = log_text(&pod.log("storm"), "stderr");
         eprintln!(
-            "{handler}: storm {out:?} in {wall:.1} s ({:.0} forks/s), {k} execs meanwhile; shim CPU {:.2} s = {:.0}% of one core",
+            "{handler}: storm {out:?} {err:?} in {wall:.1} s ({:.0} forks/s), {k} execs meanwhile; shim CPU {:.2} s = {:.0}% of one core",
             nums.first().copied().unwrap_or(0) as f64 / wall,
             cpu as f64 / hz,
             share * 100.0
