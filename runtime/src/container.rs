@@ -968,13 +968,25 @@ impl Container {
     }
 
     pub fn pause(&self) -> Result<()> {
-        lifecycle::check(self.id(), Verb::Pause, self.status())?;
-        self.cgroup().freeze(true)
+        self.prepare_pause()?.freeze(true)
     }
 
     pub fn resume(&self) -> Result<()> {
+        self.prepare_resume()?.freeze(false)
+    }
+
+    /// `pause` in two steps, for a caller that must not hold a lock of its own while the cgroup
+    /// freezes (up to `cgroups::FREEZE_TIMEOUT`): the lifecycle check (`IllegalState` unless
+    /// running), then `Cgroup::freeze(true)` on the cgroup returned.
+    pub fn prepare_pause(&self) -> Result<Cgroup> {
+        lifecycle::check(self.id(), Verb::Pause, self.status())?;
+        Ok(self.cgroup())
+    }
+
+    /// `resume` in two steps (see `prepare_pause`): `IllegalState` unless paused.
+    pub fn prepare_resume(&self) -> Result<Cgroup> {
         lifecycle::check(self.id(), Verb::Resume, self.status())?;
-        self.cgroup().freeze(false)
+        Ok(self.cgroup())
     }
 
     pub fn update(&self, res: &LinuxResources) -> Result<()> {

@@ -481,10 +481,23 @@ impl Task for Service {
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
-        let mut c = ctr.lock().unwrap();
-        c.init.state.pause(&req.id).map_err(from_transition)?;
-        c.container.pause().map_err(from_runtime)?;
-        c.init.state = ProcState::Paused;
+        // The freeze waits for the kernel (up to FREEZE_TIMEOUT): on a blocking thread, with
+        // no lock held, so the shim's other calls (stats polls, other containers) go on.
+        let cgroup = {
+            let c = ctr.lock().unwrap();
+            c.init.state.pause(&req.id).map_err(from_transition)?;
+            c.container.prepare_pause().map_err(from_runtime)?
+        };
+        blocking(move || cgroup.freeze(true))
+            .await?
+            .map_err(from_runtime)?;
+        {
+            let mut c = ctr.lock().unwrap();
+            // The init may have exited meanwhile: its exit stands.
+            if let Ok(state) = c.init.state.pause(&req.id) {
+                c.init.state = state;
+            }
+        }
         self.events.publish(Event::Paused(ev::TaskPaused {
             container_id: req.id.clone(),
             ..Default::default()
@@ -494,9 +507,20 @@ impl Task for Service {
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TResult<api::Empty> {
         let ctr = self.get(&req.id)?;
-        let mut c = ctr.lock().unwrap();
-        c.init.state = c.init.state.resume(&req.id).map_err(from_transition)?;
-        c.container.resume().map_err(from_runtime)?;
+        let cgroup = {
+            let c = ctr.lock().unwrap();
+            c.init.state.resume(&req.id).map_err(from_transition)?;
+            c.container.prepare_resume().map_err(from_runtime)?
+        };
+        blocking(move || cgroup.freeze(false))
+            .await?
+            .map_err(from_runtime)?;
+        {
+            let mut c = ctr.lock().unwrap();
+            if let Ok(state) = c.init.state.resume(&req.id) {
+                c.init.state = state;
+            }
+        }
         self.events.publish(Event::Resumed(ev::TaskResumed {
             container_id: req.id.clone(),
             ..Default::default()
@@ -525,30 +549,43 @@ impl Task for Service {
                 format!("unknown signal {}", req.signal),
             )
         })?;
-        let c = ctr.lock().unwrap();
-        let (pid, state) = c.process(&req.exec_id).map(|p| (p.pid, p.state))?;
-        let who = if req.exec_id.is_empty() {
-            &req.id
-        } else {
-            &req.exec_id
-        };
-        match state
-            .kill(who, req.exec_id.is_empty(), req.all)
-            .map_err(from_transition)?
-        {
-            // A created init counts as running for kill (containerd kills before delete).
-            KillTarget::Init { all } => c.container.kill(sig, all).map_err(from_runtime)?,
-            KillTarget::RemainingOfStoppedInit => match c.container.kill(sig, true) {
-                Ok(()) | Err(husk_runtime::Error::IllegalState(_)) => {}
-                Err(e) => return Err(from_runtime(e)),
-            },
-            // Start has not learnt the pid yet (kill(0) would signal the shim's own group).
-            KillTarget::Exec if pid == 0 => {
-                return Err(from_transition(Transition::NotStarted(who.clone())))
+        // Every process of the cgroup: signalled on a blocking thread with no lock held (a
+        // SIGKILL on cgroup v1 freezes the cgroup around it, which waits for the kernel).
+        let cgroup = {
+            let c = ctr.lock().unwrap();
+            let (pid, state) = c.process(&req.exec_id).map(|p| (p.pid, p.state))?;
+            let who = if req.exec_id.is_empty() {
+                &req.id
+            } else {
+                &req.exec_id
+            };
+            match state
+                .kill(who, req.exec_id.is_empty(), req.all)
+                .map_err(from_transition)?
+            {
+                // A created init counts as running for kill (containerd kills before delete).
+                KillTarget::Init { all: false } => {
+                    c.container.kill(sig, false).map_err(from_runtime)?;
+                    None
+                }
+                KillTarget::Init { all: true } | KillTarget::RemainingOfStoppedInit => {
+                    Some(c.container.cgroup())
+                }
+                // Start has not learnt the pid yet (kill(0) would signal the shim's own group).
+                KillTarget::Exec if pid == 0 => {
+                    return Err(from_transition(Transition::NotStarted(who.clone())))
+                }
+                KillTarget::Exec => {
+                    sig.send(pid as i32)
+                        .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?;
+                    None
+                }
             }
-            KillTarget::Exec => sig
-                .send(pid as i32)
-                .map_err(|e| status(Code::NOT_FOUND, format!("kill {pid}: {e}")))?,
+        };
+        if let Some(cgroup) = cgroup {
+            blocking(move || cgroup.signal_all(sig))
+                .await?
+                .map_err(from_runtime)?;
         }
         Ok(api::Empty::new())
     }
