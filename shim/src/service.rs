@@ -93,9 +93,35 @@ struct Ctr {
     execs: HashMap<String, Proc>,
     gate: EventGate,
     oom_published: bool,
+    /// The shim's `oom::ParentLedger`.
+    oom_ledger: crate::oom::ParentLedger,
 }
 
 impl Ctr {
+    /// The container's cgroup v2 directory (`None` on v1).
+    fn v2_dir(&self) -> Option<PathBuf> {
+        let paths = &self.container.persisted().cgroup;
+        paths.v2.then(|| paths.dirs.get("").cloned()).flatten()
+    }
+
+    /// Whether the init, which exited with `status`, was OOM-killed: the cgroup's own count,
+    /// or (cgroup v2, the cgroup already removed by systemd, the init SIGKILLed) a kill its
+    /// parent counted that no other container of the pod accounts for.
+    fn init_oom_killed(&self, status: u32) -> bool {
+        let Some(dir) = self.v2_dir() else {
+            return self.container.cgroup().oom_kill_count() > 0;
+        };
+        match crate::oom::v2_oom_kills(&dir) {
+            Some(n) => {
+                if n > 0 {
+                    self.oom_ledger.absorb(&dir);
+                }
+                n > 0
+            }
+            None => status == 128 + libc::SIGKILL as u32 && self.oom_ledger.claim(&dir),
+        }
+    }
+
     fn process_mut(&mut self, exec_id: &str) -> TResult<&mut Proc> {
         if exec_id.is_empty() {
             return Ok(&mut self.init);
@@ -124,6 +150,8 @@ pub struct Service {
     /// Creates in flight: their containers are not in `containers` yet, and the shim must
     /// not end under them.
     creating: Arc<AtomicUsize>,
+    /// OOM kills of the pod's parent cgroup already accounted for (`oom::ParentLedger`).
+    oom_ledger: crate::oom::ParentLedger,
     events: Publisher,
     pub shutdown: Arc<Notify>,
 }
@@ -145,6 +173,7 @@ impl Service {
             runtime: Arc::new(runtime),
             containers: Default::default(),
             creating: Default::default(),
+            oom_ledger: Default::default(),
             events,
             shutdown: Arc::new(Notify::new()),
         }
@@ -203,10 +232,7 @@ fn publish_emits(events: &Publisher, ctr: &mut Ctr, emits: Vec<Emit>) {
                 }))
             }
             Emit::TaskExit { exec_id, exit } => {
-                if exec_id.is_empty()
-                    && !ctr.oom_published
-                    && ctr.container.cgroup().oom_kill_count() > 0
-                {
+                if exec_id.is_empty() && !ctr.oom_published && ctr.init_oom_killed(exit.status) {
                     // Checked synchronously so CRI sees OOMKilled, never a bare Error.
                     ctr.oom_published = true;
                     events.publish(Event::Oom(ev::TaskOOM {
@@ -887,7 +913,11 @@ impl Service {
             execs: HashMap::new(),
             gate: EventGate::default(),
             oom_published: false,
+            oom_ledger: self.oom_ledger.clone(),
         }));
+        if let Some(dir) = ctr.lock().unwrap().v2_dir() {
+            self.oom_ledger.absorb(&dir);
+        }
         self.containers
             .lock()
             .unwrap()
@@ -913,6 +943,9 @@ impl Service {
             let mut c = oc.lock().unwrap();
             if !c.oom_published || c.gate.init_exit_published() {
                 c.oom_published = true;
+                if let Some(dir) = c.v2_dir() {
+                    c.oom_ledger.absorb(&dir);
+                }
                 events.publish(Event::Oom(ev::TaskOOM {
                     container_id: cid.clone(),
                     ..Default::default()
