@@ -118,7 +118,13 @@ impl Ctr {
                 }
                 n > 0
             }
-            None => status == 128 + libc::SIGKILL as u32 && self.oom_ledger.claim(&dir),
+            None => {
+                let claimed = status == 128 + libc::SIGKILL as u32 && self.oom_ledger.claim(&dir);
+                if claimed {
+                    tracing::info!(id = %self.id, "OOM kill counted by the parent cgroup (the container's was already removed)");
+                }
+                claimed
+            }
         }
     }
 
