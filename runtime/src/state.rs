@@ -100,7 +100,7 @@ pub fn container_dir(root: &Path, id: &str) -> PathBuf {
 /// Writes `state.json` so a reader never sees a half-written file (a rename over it). Not
 /// synced to disk, as runc's is not: the state describes processes that do not outlive the
 /// machine, and where the state root is not a tmpfs (`/run` on a host without systemd) a sync
-/// cost milliseconds per create and start.
+/// cost milliseconds per create.
 pub fn save(dir: &Path, st: &Persisted) -> Result<()> {
     let tmp = dir.join(".state.json.tmp");
     let data = serde_json::to_vec(st).expect("state serialises");
