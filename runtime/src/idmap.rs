@@ -479,31 +479,7 @@ pub fn supported() -> bool {
 }
 
 fn probe_tmpfs() -> nix::Result<()> {
-    // SAFETY: fsopen/fsconfig/fsmount with valid C strings; every result is checked and every
-    // fd owned.
-    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) };
-    if fs < 0 {
-        return Err(nix::Error::last());
-    }
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(nix::Error::last());
-    }
-    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
-    if m < 0 {
-        return Err(nix::Error::last());
-    }
-    let tree = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    let tree = crate::fsmount::detached(c"tmpfs", 0)?;
     let maps = Mappings {
         uid: vec![(0, 1_000_000_000, 1)],
         gid: vec![(0, 1_000_000_000, 1)],
@@ -517,10 +493,6 @@ fn probe_tmpfs() -> nix::Result<()> {
     };
     crate::rootfs::mount_setattr_raw(&tree, &attr, false)
 }
-
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let r = kernel_release();

@@ -11,6 +11,7 @@ pub mod container;
 pub mod error;
 pub mod features;
 pub mod fork;
+pub mod fsmount;
 pub mod hooks;
 pub mod idmap;
 pub mod inroot;

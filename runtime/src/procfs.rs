@@ -26,15 +26,10 @@
 use crate::error::{Context, Error, Result};
 use nix::errno::Errno;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The inode number of every procfs root (fs/proc/internal.h).
 const PROC_ROOT_INO: u64 = 1;
-const FSOPEN_CLOEXEC: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-const FSMOUNT_CLOEXEC: u32 = 1;
-/// nosuid, nodev, noexec on the private instance (linux/mount.h MOUNT_ATTR_*).
-const ATTRS: u32 = 0x2 | 0x4 | 0x8;
 
 const BENEATH: u64 = libc::RESOLVE_BENEATH
     | libc::RESOLVE_NO_XDEV
@@ -46,32 +41,12 @@ pub struct Proc {
     root: OwnedFd,
 }
 
-fn owned(r: libc::c_long) -> nix::Result<OwnedFd> {
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the syscall returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
+use crate::fsmount::owned;
 
-/// A fresh procfs instance, mounted nowhere (needs CAP_SYS_ADMIN over the pid namespace).
+/// A fresh procfs instance, mounted nowhere, nosuid/nodev/noexec (needs CAP_SYS_ADMIN over the
+/// pid namespace).
 fn private_instance() -> nix::Result<OwnedFd> {
-    // SAFETY: fsopen/fsconfig/fsmount with C strings and flags; results are checked.
-    let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) })?;
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, ATTRS) })
+    crate::fsmount::detached(c"proc", crate::fsmount::NOSUID_NODEV_NOEXEC)
 }
 
 fn host_proc() -> nix::Result<OwnedFd> {
