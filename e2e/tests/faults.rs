@@ -832,6 +832,10 @@ struct ShimWithoutCreate {
     bundle_left: bool,
 }
 
+/// Held by the fork storm, which forks tens of thousands of processes and so reuses pids within
+/// seconds, and by tests that must not see a pid they looked up change hands.
+static PID_CHURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Longer than husk's grace after containerd's Connect (5 s), with room for a loaded machine.
 const ORPHAN_WAIT: Duration = Duration::from_secs(30);
 
@@ -844,6 +848,8 @@ const ORPHAN_WAIT: Duration = Duration::from_secs(30);
 /// containerd's dead-shim cleanup removes the bundle. containerd 2.x ends either shim itself.
 #[test]
 fn containerd_restart_between_shim_start_and_create() {
+    // Finds processes by pid: not while the storm wraps the pid space (pid_max 32768 here).
+    let _calm = PID_CHURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut bed = TestBed::start();
     bed.import(BUSYBOX);
     let runtimes = [
@@ -892,11 +898,25 @@ fn containerd_restart_between_shim_start_and_create() {
             "{binary} start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pid = bed
-            .shim_pids_named(&binary)
-            .into_iter()
-            .find(|p| cmdline(*p).contains(&id))
-            .unwrap_or_else(|| panic!("{binary} start left no shim serving {id}"));
+        // The server `start` spawned (bounded: a loaded machine may be slow to show it).
+        let mut found = None;
+        let _ = wait_for(Duration::from_secs(10), || {
+            found = bed
+                .shim_pids_named(&binary)
+                .into_iter()
+                .find(|p| cmdline(*p).contains(&id));
+            found.is_some()
+        });
+        let pid = found.unwrap_or_else(|| {
+                panic!(
+                    "{binary} start left no shim serving {id}: it printed {:?}; processes naming {id}: {:?}",
+                    String::from_utf8_lossy(&out.stdout),
+                    pids_running(&id)
+                        .into_iter()
+                        .map(|p| cmdline(p).replace('\0', " "))
+                        .collect::<Vec<_>>()
+                )
+            });
         shims.push((rt.clone(), id, pid, bundle));
     }
     crash_and_restart_containerd(&mut bed);
@@ -1137,6 +1157,7 @@ struct AfterStorm {
 #[test]
 fn fork_storm_at_the_pids_limit() {
     const STORM_SECS: &str = "6";
+    let _churn = PID_CHURN.lock().unwrap_or_else(|e| e.into_inner());
     on_both(&[BUSYBOX, FORKSTORM], |bed, c, handler| {
         c.set_deadline(Some(CALL_LIMIT));
         // The host's pid namespace: the storm's orphans are reparented to the shim (the
