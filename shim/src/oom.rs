@@ -130,12 +130,7 @@ fn watch_v2(paths: &CgroupPaths, on_oom: impl Fn() + Send + 'static) -> std::io:
         .map_err(std::io::Error::from)?;
     let fd: OwnedFd = ino.into();
     let afd = crate::io::async_fd(fd)?;
-    let events = dir.join("memory.events");
-    let count = move || {
-        crate::metrics::keyed(&std::fs::read_to_string(&events).unwrap_or_default())
-            .get("oom_kill")
-            .copied()
-    };
+    let count = move || v2_oom_kills(&dir);
     let mut last = count().unwrap_or(0);
     tokio::spawn(async move {
         loop {

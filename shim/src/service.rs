@@ -512,24 +512,7 @@ impl Task for Service {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TResult<api::Empty> {
-        let ctr = self.get(&req.id)?;
-        // The freeze waits for the kernel (up to FREEZE_TIMEOUT): on a blocking thread, with
-        // no lock held, so the shim's other calls (stats polls, other containers) go on.
-        let cgroup = {
-            let c = ctr.lock().unwrap();
-            c.init.state.pause(&req.id).map_err(from_transition)?;
-            c.container.prepare_pause().map_err(from_runtime)?
-        };
-        blocking(move || cgroup.freeze(true))
-            .await?
-            .map_err(from_runtime)?;
-        {
-            let mut c = ctr.lock().unwrap();
-            // The init may have exited meanwhile: its exit stands.
-            if let Ok(state) = c.init.state.pause(&req.id) {
-                c.init.state = state;
-            }
-        }
+        self.freeze_init(&req.id, true).await?;
         self.events.publish(Event::Paused(ev::TaskPaused {
             container_id: req.id.clone(),
             ..Default::default()
@@ -538,21 +521,7 @@ impl Task for Service {
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TResult<api::Empty> {
-        let ctr = self.get(&req.id)?;
-        let cgroup = {
-            let c = ctr.lock().unwrap();
-            c.init.state.resume(&req.id).map_err(from_transition)?;
-            c.container.prepare_resume().map_err(from_runtime)?
-        };
-        blocking(move || cgroup.freeze(false))
-            .await?
-            .map_err(from_runtime)?;
-        {
-            let mut c = ctr.lock().unwrap();
-            if let Ok(state) = c.init.state.resume(&req.id) {
-                c.init.state = state;
-            }
-        }
+        self.freeze_init(&req.id, false).await?;
         self.events.publish(Event::Resumed(ev::TaskResumed {
             container_id: req.id.clone(),
             ..Default::default()
@@ -792,6 +761,33 @@ impl Service {
             tracing::warn!(%id, error = %e, "delete of an unacknowledged container");
         }
         self.shutdown_if_empty();
+    }
+
+    /// Pause (`frozen`) or Resume: the init's transition checked, then the cgroup frozen or
+    /// thawed. The freeze waits for the kernel (up to FREEZE_TIMEOUT): on a blocking thread,
+    /// with no lock held, so the shim's other calls (stats polls, other containers) go on.
+    /// The transition is applied afterwards unless the init exited meanwhile (its exit stands).
+    async fn freeze_init(&self, id: &str, frozen: bool) -> TResult<()> {
+        let transition = |s: ProcState| if frozen { s.pause(id) } else { s.resume(id) };
+        let ctr = self.get(id)?;
+        let cgroup = {
+            let c = ctr.lock().unwrap();
+            transition(c.init.state).map_err(from_transition)?;
+            if frozen {
+                c.container.prepare_pause()
+            } else {
+                c.container.prepare_resume()
+            }
+            .map_err(from_runtime)?
+        };
+        blocking(move || cgroup.freeze(frozen))
+            .await?
+            .map_err(from_runtime)?;
+        let mut c = ctr.lock().unwrap();
+        if let Ok(state) = transition(c.init.state) {
+            c.init.state = state;
+        }
+        Ok(())
     }
 
     /// Ends the shim once it serves no container (Shutdown's rule).
