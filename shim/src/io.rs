@@ -763,6 +763,31 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), data);
     }
 
+    /// An idle container's copy task must not hold its 64 KiB buffer: taken when data comes,
+    /// dropped once a read finds the pipe empty (heaptrack showed it held for the container's
+    /// life before).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_copy_holds_its_read_buffer_only_while_data_flows() {
+        let (r, w) = pipe().unwrap();
+        set_nonblock(&r);
+        let r = async_fd(r).unwrap();
+        let mut buf = BurstBuf::new(64 * 1024);
+        assert!(buf.buf.is_none(), "a buffer before any data");
+        nix::unistd::write(&w, b"hello").unwrap();
+        assert_eq!(buf.read(&r).await.unwrap(), b"hello");
+        assert_eq!(buf.buf.as_ref().map(Vec::len), Some(64 * 1024));
+        let quiet = tokio::time::timeout(Duration::from_millis(50), buf.read(&r)).await;
+        assert!(quiet.is_err(), "a read of an empty pipe returned");
+        assert!(
+            buf.buf.is_none(),
+            "the buffer is kept while the pipe is quiet"
+        );
+        nix::unistd::write(&w, b"again").unwrap();
+        assert_eq!(buf.read(&r).await.unwrap(), b"again");
+        drop(w);
+        assert_eq!(buf.read(&r).await.unwrap(), b"");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn copy_is_over_only_once_the_fifo_reader_took_everything() {
         let dir = tempfile::tempdir().unwrap();
