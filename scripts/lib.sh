@@ -115,6 +115,19 @@ build_static() {
         --target-dir "$HUSK_SRC/target/static" -p husk-node-installer -p containerd-shim-husk-v2)
 }
 
+# The Debian mirror apt uses: the first .../debian URI of its sources under ${1:-/etc/apt}, in
+# one-line (.list) or deb822 (.sources) form — newer images have only the latter and no
+# sources.list at all —, comments skipped. Prints nothing when there is none.
+apt_mirror() {
+    local etc=${1:-/etc/apt} f files=()
+    for f in "$etc/sources.list" "$etc"/sources.list.d/*.list "$etc"/sources.list.d/*.sources; do
+        [ -f "$f" ] && files+=("$f")
+    done
+    [ ${#files[@]} -gt 0 ] || return 0
+    awk '!/^[[:space:]]*#/ { for (i = 1; i <= NF; i++)
+        if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }' "${files[@]}"
+}
+
 # What the systemd + cgroup v2 node guest (e2e/src/node) needs on the host: QEMU, mmdebstrap,
 # zstd (trixie's kernel image), mkfs.ext4 and ssh. On Debian 12, bookworm's qemu-system-x86 7.2
 # refuses to install beside the image's qemu-utils 10.x from bookworm-backports, so QEMU comes
@@ -133,8 +146,7 @@ ensure_guest_tools() {
     if [ "$codename" = bookworm ]; then
         if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
             local mirror
-            mirror=$(grep -rhoE 'https?://[^ ]*debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-                | grep -v security | head -1)
+            mirror=$(apt_mirror)
             echo "deb ${mirror:-http://deb.debian.org/debian} bookworm-backports main" \
                 > /etc/apt/sources.list.d/husk-bookworm-backports.list
         fi

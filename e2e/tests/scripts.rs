@@ -64,3 +64,45 @@ fn apt_waits_for_another_package_manager_instead_of_failing() {
         "{err}"
     );
 }
+
+/// `apt_mirror` of scripts/lib.sh under a private apt directory laid out as `files` says.
+fn apt_mirror(files: &[(&str, &str)]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("sources.list.d")).unwrap();
+    for (name, text) in files {
+        std::fs::write(d.path().join(name), text).unwrap();
+    }
+    let out = Command::new("bash")
+        .args(["-c", "source scripts/lib.sh && apt_mirror \"$0\""])
+        .arg(d.path())
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apt_mirror failed: {err}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_guest_tools_find_apt_s_mirror_in_one_line_and_deb822_sources() {
+    // A newer Debian image has only /etc/apt/sources.list.d/debian.sources: the guest tools'
+    // install failed there (the mirror search read the missing sources.list under pipefail).
+    let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
+                  URIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\n\
+                  Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
+    assert_eq!(
+        apt_mirror(&[("sources.list.d/debian.sources", deb822)]),
+        "http://mirror.example/debian"
+    );
+    assert_eq!(
+        apt_mirror(&[(
+            "sources.list",
+            "# deb http://old.example/debian bookworm main\n\
+             deb http://security.example/debian-security bookworm-security main\n\
+             deb [arch=amd64] https://one.example/debian/ bookworm main\n"
+        )]),
+        "https://one.example/debian/"
+    );
+    assert_eq!(apt_mirror(&[]), "", "no sources: the caller falls back");
+}

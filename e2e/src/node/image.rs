@@ -218,8 +218,9 @@ const ESSENTIAL_HOOK: &str = "--essential-hook=mkdir -p \"$1/etc/initramfs-tools
      printf 'MODULES=list\\nCOMPRESS=zstd\\n' > \"$1/etc/initramfs-tools/conf.d/husk.conf\" && \
      printf 'virtio_pci\\nvirtio_blk\\next4\\n' >> \"$1/etc/initramfs-tools/modules\"";
 
-/// The Debian mirror apt already uses here (the first non-security `debian` URI in its
-/// sources), deb.debian.org when none is found.
+/// The Debian mirror apt already uses here (the first `.../debian` URI in its sources,
+/// one-line or deb822, comments skipped: the rule of scripts/lib.sh's `apt_mirror`),
+/// deb.debian.org when none is found.
 pub fn mirror() -> String {
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     for e in std::fs::read_dir("/etc/apt/sources.list.d")
@@ -231,7 +232,9 @@ pub fn mirror() -> String {
     }
     texts
         .iter()
-        .flat_map(|t| t.split_whitespace())
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
         .find(|w| {
             (w.starts_with("http://") || w.starts_with("https://"))
                 && w.trim_end_matches('/').ends_with("/debian")
