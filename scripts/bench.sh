@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark: husk vs containerd's runc shim with runc and with crun, through one private
-# containerd, interleaved. Writes bench-results/results.json, p50.svg and memory.svg.
+# containerd, interleaved. Writes bench-results/results.json, p50.svg, memory.svg and containerd.log.
 #   scripts/bench.sh [HUSK-BENCH OPTIONS]   on this host (ITERATIONS=N, default 100)
 #   scripts/bench.sh --guest [OPTIONS]      inside the systemd + cgroup v2 node guest (QEMU,
 #       e2e/src/node): the guest's containerd 2.x with SystemdCgroup = true, husk vs runc vs

@@ -24,7 +24,8 @@ Starts a private containerd (the test bed, needs root) and measures husk against
 interleaved. The environment selects containerd, the cgroup driver and the runtime binaries
 (HUSK_CONTAINERD, HUSK_CGROUP_DRIVER=systemd|cgroupfs, HUSK_RUNC, HUSK_CRUN; see e2e/src/env.rs).
   --iterations N        CRI lifecycles and ctr runs per handler (default 100)
-  --out DIR             where results.json, p50.svg and memory.svg go (default bench-results)
+  --out DIR             where results.json, p50.svg, memory.svg and containerd.log go
+                        (default bench-results)
   --handlers LIST       comma-separated subset of husk,runc,crun; husk is required (default all)
   --memory-pods LIST    running pods at which shim memory is taken (default 1,10,50,100; 1,3
                         below 20 iterations)
@@ -905,8 +906,10 @@ fn main() {
     .unwrap();
     std::fs::write(out_dir.join("p50.svg"), svg(&latency, ro.is_some())).unwrap();
     std::fs::write(out_dir.join("memory.svg"), memory_svg(&memory, &levels)).unwrap();
+    // The phases above are cut from it; kept so an odd figure can be looked into afterwards.
+    std::fs::write(out_dir.join("containerd.log"), bed.log()).unwrap();
     println!(
-        "\nwrote results.json, p50.svg and memory.svg in {}",
+        "\nwrote results.json, p50.svg, memory.svg and containerd.log in {}",
         out_dir.display()
     );
 }

@@ -32,6 +32,9 @@ const ZBUS_TIMEOUT: Duration = Duration::from_secs(75);
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting and authenticating may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call on systemd's direct socket waits for its answer before husk writes a
+/// no-reply `Ping` after it, and again at this interval while it waits (see `Bus::nudged`).
+pub const NUDGE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -192,29 +195,82 @@ impl Bus {
         if self.conn.is_closed() {
             return Err(CallError::Closed(format!("{} is closed", self.what)));
         }
-        bounded(|| format!("systemd's {method}"), CALL_TIMEOUT, async {
-            Ok(self
-                .conn
-                .call_method(Some(DESTINATION), PATH, Some(MANAGER), method, body)
-                .await?)
-        })
+        bounded(
+            || format!("systemd's {method}"),
+            CALL_TIMEOUT,
+            self.nudged(method, async {
+                Ok(self
+                    .conn
+                    .call_method(Some(DESTINATION), PATH, Some(MANAGER), method, body)
+                    .await?)
+            }),
+        )
         .await
+    }
+
+    /// Awaits `call` and, on systemd's direct socket, writes a no-reply
+    /// `org.freedesktop.DBus.Peer.Ping` after it each `NUDGE_AFTER` it goes unanswered.
+    ///
+    /// Why: sd-bus's server reads the end of the SASL exchange and whatever follows it in one
+    /// read; it switches to running at `BEGIN` and leaves the rest in its read buffer, and its
+    /// event loop polls the socket for more only when its message queue is empty
+    /// (`sd_bus_get_events`, `sd_bus_get_timeout` in src/libsystemd/sd-bus/sd-bus.c). So when
+    /// a busy PID 1 reads `BEGIN` and the first call together, that call waits for the next
+    /// bytes on the connection; with none coming it hit `CALL_TIMEOUT` (seen: 2 of 4 shims
+    /// started at once in the node guest each stalled 60 s in their first call). The ping is
+    /// those bytes; systemd answers it with nothing.
+    async fn nudged<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        if !self.direct {
+            return call.await;
+        }
+        tokio::pin!(call);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + NUDGE_AFTER, NUDGE_AFTER);
+        loop {
+            tokio::select! {
+                r = &mut call => return r,
+                _ = tick.tick() => {
+                    tracing::debug!(call = what, "no answer yet from systemd: pinging it");
+                    if let Err(e) = self.ping().await {
+                        tracing::debug!(error = %e, "cannot ping systemd");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `Ping` with NO_REPLY_EXPECTED: bytes for systemd to read, nothing to wait for.
+    async fn ping(&self) -> Result<(), zbus::Error> {
+        let msg = Message::method_call(PATH, "Ping")?
+            .destination(DESTINATION)?
+            .interface("org.freedesktop.DBus.Peer")?
+            .with_flags(zbus::message::Flags::NoReplyExpected)?
+            .build(&())?;
+        self.conn.send(&msg).await
     }
 
     /// The manager's `Version` property ("257.9-1~deb13u1").
     pub async fn version(&self) -> Result<String, CallError> {
-        let reply = bounded(|| "reading systemd's Version".into(), CALL_TIMEOUT, async {
-            Ok(self
-                .conn
-                .call_method(
-                    Some(DESTINATION),
-                    PATH,
-                    Some("org.freedesktop.DBus.Properties"),
-                    "Get",
-                    &(MANAGER, "Version"),
-                )
-                .await?)
-        })
+        let reply = bounded(
+            || "reading systemd's Version".into(),
+            CALL_TIMEOUT,
+            self.nudged("Version", async {
+                Ok(self
+                    .conn
+                    .call_method(
+                        Some(DESTINATION),
+                        PATH,
+                        Some("org.freedesktop.DBus.Properties"),
+                        "Get",
+                        &(MANAGER, "Version"),
+                    )
+                    .await?)
+            }),
+        )
         .await?;
         let v: OwnedValue = reply.body().deserialize()?;
         String::try_from(v).map_err(|e| CallError::Other(format!("Version: {e}")))
@@ -321,4 +377,74 @@ async fn connect_unix(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
         }
     }
     tokio::net::UnixStream::connect(path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    async fn read_line(s: &mut UnixStream) -> String {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            line.push(s.read_u8().await.unwrap());
+        }
+        String::from_utf8_lossy(&line[..line.len() - 2]).into_owned()
+    }
+
+    async fn read_message(s: &mut UnixStream) -> Vec<u8> {
+        let mut m = vec![0u8; 16];
+        s.read_exact(&mut m).await.unwrap();
+        let total = super::super::private::message_len(&m).unwrap();
+        m.resize(total, 0);
+        s.read_exact(&mut m[16..]).await.unwrap();
+        m
+    }
+
+    /// A server that does what sd-bus's does when a busy PID 1 reads `BEGIN` and the first
+    /// call in one read: the call is dispatched only when more bytes arrive on the socket.
+    /// husk's first call must still be answered, and well within `CALL_TIMEOUT`.
+    #[tokio::test]
+    async fn a_first_call_read_together_with_begin_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("private");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert!(read_line(&mut s).await.starts_with("\0AUTH EXTERNAL "));
+            s.write_all(b"OK 0123456789abcdef0123456789abcdef\r\n")
+                .await
+                .unwrap();
+            assert_eq!(read_line(&mut s).await, "BEGIN");
+            let call = read_message(&mut s).await;
+            assert!(call.windows(7).any(|w| w == b"Version"));
+            // Not dispatched until the next bytes: they must come, and be a no-reply Ping.
+            let next = read_message(&mut s).await;
+            assert!(next.windows(4).any(|w| w == b"Ping"), "{next:?}");
+            assert_ne!(next[2] & 0x1, 0, "the ping asks for no reply");
+            let serial = u32::from_le_bytes(call[8..12].try_into().unwrap());
+            let request = Message::method_call("/", "Get")
+                .unwrap()
+                .serial(serial.try_into().unwrap())
+                .build(&())
+                .unwrap();
+            let reply = Message::method_return(&request.header())
+                .unwrap()
+                .build(&Value::from("257.9-1"))
+                .unwrap();
+            s.write_all(reply.data()).await.unwrap();
+            // Held open until the client is done.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let bus = Bus::connect(&path, false).await.unwrap();
+        let version = tokio::time::timeout(NUDGE_AFTER * 10, bus.version())
+            .await
+            .expect("the first call is answered once systemd gets more bytes")
+            .unwrap();
+        assert_eq!(version, "257.9-1");
+        drop(bus);
+        server.await.unwrap();
+    }
 }

@@ -241,13 +241,18 @@ impl Systemd {
             return *v;
         }
         let _busy = self.busy();
-        let v = self
+        let read = self
             .exec
             .block_on(self.with_bus(|b| async move { b.version().await }))
-            .ok()
-            .and_then(|r| r.ok())
-            .map(|s| parse_version(&s))
-            .unwrap_or(0);
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let v = match read {
+            Ok(s) => parse_version(&s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read systemd's Version: version-gated properties are left to cgroupfs");
+                0
+            }
+        };
         *self.version.get_or_init(|| v)
     }
 

@@ -121,7 +121,7 @@ fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
 }
 
 /// The length of the message whose first 16 bytes are `head`: header, padding to 8, body.
-fn message_len(head: &[u8]) -> io::Result<usize> {
+pub(super) fn message_len(head: &[u8]) -> io::Result<usize> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed D-Bus message header");
     if !matches!(head.first(), Some(b'l' | b'B')) {
         return Err(bad());
