@@ -907,16 +907,23 @@ fn containerd_restart_between_shim_start_and_create() {
                 .find(|p| cmdline(*p).contains(&id));
             found.is_some()
         });
-        let pid = found.unwrap_or_else(|| {
-                panic!(
-                    "{binary} start left no shim serving {id}: it printed {:?}; processes naming {id}: {:?}",
-                    String::from_utf8_lossy(&out.stdout),
-                    pids_running(&id)
-                        .into_iter()
-                        .map(|p| cmdline(p).replace('\0', " "))
-                        .collect::<Vec<_>>()
-                )
-            });
+        let Some(pid) = found else {
+            let what = format!(
+                "{binary} start left no shim serving {id}: it printed {:?}; processes naming {id}: {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                pids_running(&id)
+                    .into_iter()
+                    .map(|p| cmdline(p).replace('\0', " "))
+                    .collect::<Vec<_>>()
+            );
+            // runc's shim is only the record here (its outcome is printed, never asserted), and
+            // once in a CI run its server was gone within 10 s of `start`, for a reason its
+            // discarded log would hold: the reference's miss is reported, husk's fails the test.
+            assert_eq!(rt, "io.containerd.runc.v2", "{what}");
+            eprintln!("reference not recorded: {what}");
+            let _ = bed.ctr(&["container", "rm", &id]);
+            continue;
+        };
         shims.push((rt.clone(), id, pid, bundle));
     }
     crash_and_restart_containerd(&mut bed);

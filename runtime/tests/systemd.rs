@@ -725,3 +725,105 @@ fn a_shims_containers_start_at_once_over_one_connection() {
     let _ = stop_tx.send(());
     driver.join().unwrap();
 }
+
+/// What the driver's client works around (`Bus::nudged` in src/cgroups/systemd/dbus.rs), on
+/// the real systemd: a first call that reaches PID 1 in the same read as the SASL `BEGIN` —
+/// what happens to a client whenever systemd is busy — is answered, at once or (systemd 257:
+/// sd-bus leaves it in its read buffer) once a no-reply `Ping` follows it. Fails if a ping
+/// does not wake systemd, which would leave such a call to time out.
+#[test]
+fn a_first_call_read_with_begin_is_answered_once_a_ping_follows() {
+    use std::io::{Read, Write};
+    require_node();
+    let _systemd = shared();
+    let mut s = std::os::unix::net::UnixStream::connect("/run/systemd/private").unwrap();
+    let uid: String = nix::unistd::geteuid()
+        .as_raw()
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    s.write_all(format!("\0AUTH EXTERNAL {uid}\r\n").as_bytes())
+        .unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        s.read_exact(&mut b).unwrap();
+        line.push(b[0]);
+    }
+    assert!(line.starts_with(b"OK "), "{line:?}");
+    let get = zbus::Message::method_call("/org/freedesktop/systemd1", "Get")
+        .unwrap()
+        .destination("org.freedesktop.systemd1")
+        .unwrap()
+        .interface("org.freedesktop.DBus.Properties")
+        .unwrap()
+        .build(&("org.freedesktop.systemd1.Manager", "Version"))
+        .unwrap();
+    let mut first = b"BEGIN\r\n".to_vec();
+    first.extend_from_slice(&get.data()[..]);
+    s.write_all(&first).unwrap();
+    // Signals (UnitNew, …) arrive on this socket unasked: read until a method return or error.
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut pinged = false;
+    let reply = loop {
+        match read_dbus_message(&mut s) {
+            Ok(m) if m[1] == 2 || m[1] == 3 => break m,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !pinged => {
+                let ping = zbus::Message::method_call("/org/freedesktop/systemd1", "Ping")
+                    .unwrap()
+                    .destination("org.freedesktop.systemd1")
+                    .unwrap()
+                    .interface("org.freedesktop.DBus.Peer")
+                    .unwrap()
+                    .with_flags(zbus::message::Flags::NoReplyExpected)
+                    .unwrap()
+                    .build(&())
+                    .unwrap();
+                s.write_all(&ping.data()[..]).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                pinged = true;
+            }
+            Err(e) => panic!("no answer from systemd (pinged: {pinged}): {e}"),
+        }
+    };
+    eprintln!(
+        "systemd answered the call read with BEGIN {}",
+        if pinged {
+            "only after a ping"
+        } else {
+            "at once"
+        }
+    );
+    let v = systemd_version();
+    assert!(
+        reply[1] == 2 && reply.windows(v.len()).any(|w| w == v.as_bytes()),
+        "the reply holds systemd's version {v}: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+}
+
+/// One whole D-Bus message (little-endian, as systemd writes): the 16-byte fixed header, the
+/// header fields padded to 8, the body (D-Bus specification, "Message Format").
+fn read_dbus_message(s: &mut std::os::unix::net::UnixStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut m = vec![0u8; 16];
+    s.read_exact(&mut m)?;
+    let le = |at: usize| u32::from_le_bytes(m[at..at + 4].try_into().unwrap()) as usize;
+    assert_eq!(m[0], b'l', "a little-endian message");
+    let total = (16 + le(12)).next_multiple_of(8) + le(4);
+    m.resize(total, 0);
+    s.read_exact(&mut m[16..])?;
+    Ok(m)
+}
+
+/// The leading number of `systemctl --version` ("257").
+fn systemd_version() -> String {
+    let (ok, out) = sh("systemctl --version");
+    assert!(ok, "{out}");
+    out.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
