@@ -1,7 +1,7 @@
-//! Where a pod's start time goes, read from the test bed's containerd debug log. containerd
-//! logs each step of RunPodSandbox and StartContainer (CNI setup, the shim coming up, task
-//! events), and both shims log the moment they serve, so the same markers split the time for
-//! every handler without instrumenting either runtime.
+//! Where a pod's start time and an ExecSync's time go, read from the test bed's containerd
+//! debug log. containerd logs each step of RunPodSandbox, StartContainer and ExecSync (CNI
+//! setup, the shim coming up, task and exec events), and both shims log the moment they serve,
+//! so the same markers split the time for every handler without instrumenting either runtime.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +66,95 @@ const START_CONTAINER: &[Phase] = &[
     },
 ];
 
+/// ExecSync. containerd logs the exec's id before it calls the shim and the exit once the
+/// shim reported it, on every version, so the span between them is the runtime's (the shim's
+/// Exec and Start, the process's own run, the exit's report) for every handler; 1.6 and 1.7
+/// also log the shim's exec-added and exec-started events, which cut the Start alone. The rest
+/// is containerd's (the exec record and FIFOs, the output copy, kill and delete after the exit).
+const EXEC_SYNC: &[Phase] = &[
+    Phase {
+        name: "ExecSync: containerd before the shim (until the exec id)",
+        from: &["ExecSync for"],
+        to: &["Generated exec id"],
+    },
+    Phase {
+        name: "ExecSync: the shim's Exec + Start, the process, its exit reported",
+        from: &["Generated exec id"],
+        to: &["exits with exit code"],
+    },
+    Phase {
+        name: "ExecSync: the shim's Start alone (containerd 1.6/1.7 events)",
+        from: &["topic=/tasks/exec-added"],
+        to: &["topic=/tasks/exec-started"],
+    },
+    Phase {
+        name: "ExecSync: containerd after the exit (output, kill, delete)",
+        from: &["exits with exit code"],
+        to: &["returns with exit code"],
+    },
+];
+
+/// `ctr run --rm`, from the snapshot's prepare to the container record's delete event (ctr's
+/// own start and exit lie outside: the run's total minus this window). containerd 1.6/1.7
+/// markers; 2.x logs no task events at debug level, so only the first two phases are cut.
+const CTR_RUN: &[Phase] = &[
+    Phase {
+        name: "ctr run: containerd (snapshot, container record)",
+        from: &["msg=\"prepare snapshot\""],
+        to: &["topic=/containers/create"],
+    },
+    Phase {
+        name: "ctr run: shim start (fork/exec until it serves)",
+        from: &["topic=/containers/create"],
+        to: SHIM_SERVING,
+    },
+    Phase {
+        name: "ctr run: task create",
+        from: SHIM_SERVING,
+        to: &["topic=/tasks/create"],
+    },
+    Phase {
+        name: "ctr run: task start",
+        from: &["topic=/tasks/create"],
+        to: &["topic=/tasks/start"],
+    },
+    Phase {
+        name: "ctr run: the process runs, its exit reported",
+        from: &["topic=/tasks/start"],
+        to: &["topic=/tasks/exit"],
+    },
+    Phase {
+        name: "ctr run: task delete",
+        from: &["topic=/tasks/exit"],
+        to: &["topic=/tasks/delete"],
+    },
+    Phase {
+        name: "ctr run: containerd after (dead-shim cleanup, snapshot, record)",
+        from: &["topic=/tasks/delete"],
+        to: &["topic=/containers/delete"],
+    },
+    Phase {
+        name: "ctr run: window (snapshot prepare to record deleted)",
+        from: &["msg=\"prepare snapshot\""],
+        to: &["topic=/containers/delete"],
+    },
+];
+
+/// Milliseconds per `ctr run` phase, one sample per run, for the containers named `ids`
+/// (each run's snapshot key is its container id).
+pub fn ctr_run_phases(log: &str, ids: &[String]) -> BTreeMap<String, Vec<f64>> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        // The space ends the key: "c-1" must not match "c-10".
+        let start = format!("msg=\"prepare snapshot\" key={id} ");
+        if let Some(run) = block(&lines, &start, "topic=/containers/delete") {
+            split(&run, CTR_RUN, &mut out);
+        }
+    }
+    out
+}
+
 /// Seconds since the epoch of a containerd (`time="…Z"`) or husk shim (leading RFC 3339)
 /// log line.
 pub fn timestamp(line: &str) -> Option<f64> {
@@ -119,7 +208,8 @@ fn split(block: &[&str], phases: &[Phase], out: &mut BTreeMap<String, Vec<f64>>)
 }
 
 /// Milliseconds per phase, one sample per pod, for the pods named `pods` (their sandbox name
-/// in RunPodSandbox's metadata). Each pod's first StartContainer after its sandbox counts.
+/// in RunPodSandbox's metadata). Each pod's first StartContainer after its sandbox counts, and
+/// the first ExecSync after that (keyed by phase names starting "ExecSync:").
 pub fn pod_start_phases(log: &str, pods: &[String]) -> BTreeMap<String, Vec<f64>> {
     let lines: Vec<&str> = log.lines().collect();
     let mut out = BTreeMap::new();
@@ -133,8 +223,19 @@ pub fn pod_start_phases(log: &str, pods: &[String]) -> BTreeMap<String, Vec<f64>
         };
         split(&run, RUN_POD_SANDBOX, &mut out);
         let rest = &lines[i + run.len()..];
-        if let Some(sc) = block(rest, "StartContainer for", "returns successfully") {
-            split(&sc, START_CONTAINER, &mut out);
+        let Some(sc) = block(rest, "StartContainer for", "returns successfully") else {
+            continue;
+        };
+        split(&sc, START_CONTAINER, &mut out);
+        // Only an ExecSync of this pod: before the next pod's sandbox.
+        let rest = &rest[rest.iter().position(|l| *l == sc[0]).unwrap_or(0)..];
+        let rest = match rest.iter().position(|l| l.contains("RunPodSandbox for")) {
+            Some(n) => &rest[..n],
+            None => rest,
+        };
+        // Up to the lifecycle's next call: containerd 2.x does not log ExecSync's return.
+        if let Some(ex) = block(rest, "ExecSync for", "StopContainer for") {
+            split(&ex, EXEC_SYNC, &mut out);
         }
     }
     out
@@ -169,6 +270,16 @@ time="2026-11-24T00:00:00.060Z" level=info msg="StartContainer for \"c\""
 time="2026-11-24T00:00:00.065Z" level=debug msg="event forwarded" topic=/tasks/create
 time="2026-11-24T00:00:00.066Z" level=debug msg="event forwarded" topic=/tasks/start
 time="2026-11-24T00:00:00.068Z" level=info msg="StartContainer for \"c\" returns successfully"
+time="2026-11-24T00:00:00.070Z" level=debug msg="ExecSync for \"c\" with command [/bin/true] and timeout 10 (s)"
+time="2026-11-24T00:00:00.0705Z" level=debug msg="Generated exec id \"e\" for container \"c\""
+time="2026-11-24T00:00:00.071Z" level=debug msg="event forwarded" topic=/tasks/exec-added
+time="2026-11-24T00:00:00.074Z" level=debug msg="event forwarded" topic=/tasks/exec-started
+time="2026-11-24T00:00:00.075Z" level=debug msg="Exec process \"e\" exits with exit code 0 and error <nil>"
+time="2026-11-24T00:00:00.077Z" level=debug msg="ExecSync for \"c\" returns with exit code 0"
+time="2026-11-24T00:00:00.078Z" level=info msg="StopContainer for \"c\" with timeout 0 (s)"
+time="2026-11-24T00:00:00.080Z" level=info msg="RunPodSandbox for &PodSandboxMetadata{Name:p2,Uid:v}"
+time="2026-11-24T00:00:00.090Z" level=debug msg="ExecSync for \"d\" with command [/bin/true] and timeout 10 (s)"
+time="2026-11-24T00:00:00.091Z" level=debug msg="event forwarded" topic=/tasks/exec-added
 "#;
         let p = pod_start_phases(log, &["p1".to_string(), "absent".to_string()]);
         let ms = |k: &str| {
@@ -185,5 +296,62 @@ time="2026-11-24T00:00:00.068Z" level=info msg="StartContainer for \"c\" returns
         assert_eq!(ms("StartContainer: containerd + task create"), 5.0);
         assert_eq!(ms("StartContainer: task start"), 1.0);
         assert_eq!(ms("StartContainer: containerd (after"), 2.0);
+        assert_eq!(ms("ExecSync: containerd before"), 0.5);
+        assert_eq!(ms("ExecSync: the shim's Exec + Start"), 4.5);
+        assert_eq!(ms("ExecSync: the shim's Start alone"), 3.0);
+        assert_eq!(ms("ExecSync: containerd after the exit"), 2.0);
+    }
+
+    #[test]
+    fn exec_sync_phases_of_containerd_2() {
+        // containerd 2.x: no task event lines at debug, no ExecSync return line.
+        let log = r#"time="2026-12-02T00:00:00.000Z" level=info msg="RunPodSandbox for &PodSandboxMetadata{Name:p,Uid:u}"
+time="2026-12-02T00:00:00.100Z" level=info msg="RunPodSandbox for &PodSandboxMetadata{Name:p,Uid:u} returns sandbox id \"s\""
+time="2026-12-02T00:00:00.200Z" level=info msg="StartContainer for \"c\""
+time="2026-12-02T00:00:00.300Z" level=info msg="StartContainer for \"c\" returns successfully"
+time="2026-12-02T00:00:00.310Z" level=debug msg="ExecSync for \"c\" with command [/bin/true] and timeout 10 (s)"
+time="2026-12-02T00:00:00.320Z" level=debug msg="Generated exec id \"e\" for container \"c\""
+time="2026-12-02T00:00:00.360Z" level=debug msg="Exec process \"e\" exits with exit code 0 and error <nil>"
+time="2026-12-02T00:00:00.380Z" level=info msg="StopContainer for \"c\" with timeout 0 (s)"
+"#;
+        let p = pod_start_phases(log, &["p".to_string()]);
+        let ms = |k: &str| {
+            p.iter()
+                .find(|(n, _)| n.starts_with(k))
+                .map(|(_, v)| (v[0] * 1000.0).round() / 1000.0)
+        };
+        assert_eq!(ms("ExecSync: containerd before"), Some(10.0));
+        assert_eq!(ms("ExecSync: the shim's Exec + Start"), Some(40.0));
+        assert_eq!(ms("ExecSync: the shim's Start alone"), None);
+        assert_eq!(ms("ExecSync: containerd after the exit"), None);
+    }
+
+    #[test]
+    fn phases_of_one_ctr_run() {
+        let log = r#"time="2026-12-02T00:00:00.000Z" level=debug msg="prepare snapshot" key=c-10 parent="sha256:x"
+time="2026-12-02T00:00:00.001Z" level=debug msg="event published" topic=/containers/delete
+time="2026-12-02T00:00:01.000Z" level=debug msg="prepare snapshot" key=c-1 parent="sha256:x"
+time="2026-12-02T00:00:01.006Z" level=debug msg="event published" topic=/containers/create
+2026-12-02T00:00:01.012Z  INFO containerd_shim_husk_v2: husk shim serving namespace=n id=c-1
+time="2026-12-02T00:00:01.027Z" level=debug msg="event forwarded" topic=/tasks/create
+time="2026-12-02T00:00:01.028Z" level=debug msg="event forwarded" topic=/tasks/start
+time="2026-12-02T00:00:01.030Z" level=debug msg="event forwarded" topic=/tasks/exit
+time="2026-12-02T00:00:01.034Z" level=debug msg="event forwarded" topic=/tasks/delete
+time="2026-12-02T00:00:01.041Z" level=debug msg="event published" topic=/containers/delete
+"#;
+        let p = ctr_run_phases(log, &["c-1".to_string()]);
+        let ms = |k: &str| {
+            let v = p.iter().find(|(n, _)| n.starts_with(k)).unwrap().1;
+            assert_eq!(v.len(), 1);
+            (v[0] * 1000.0).round() / 1000.0
+        };
+        assert_eq!(ms("ctr run: containerd (snapshot"), 6.0);
+        assert_eq!(ms("ctr run: shim start"), 6.0);
+        assert_eq!(ms("ctr run: task create"), 15.0);
+        assert_eq!(ms("ctr run: task start"), 1.0);
+        assert_eq!(ms("ctr run: the process runs"), 2.0);
+        assert_eq!(ms("ctr run: task delete"), 4.0);
+        assert_eq!(ms("ctr run: containerd after"), 7.0);
+        assert_eq!(ms("ctr run: window"), 41.0);
     }
 }

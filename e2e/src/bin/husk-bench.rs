@@ -402,12 +402,83 @@ fn log_throughput(
 
 /// Pods started per second with `workers` clients in parallel, each starting `per_worker` pods
 /// (sandbox + one running container), then everything removed.
+/// CPU time in ms (clock ticks of `USER_HZ` = 100, proc(5)): the machine's busy time from
+/// `/proc/stat` (user, nice, system, irq, softirq, steal), containerd's own (`utime + stime`
+/// of its `/proc/<pid>/stat`) and its reaped children's (`cutime + cstime`: the CNI plugins
+/// and the shims' `start` processes it waits for), and this client's.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    busy: f64,
+    containerd: f64,
+    containerd_children: f64,
+    client: f64,
+}
+
+impl CpuSplit {
+    fn now(containerd: u32) -> CpuSplit {
+        const MS_PER_TICK: f64 = 10.0;
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let busy: f64 = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .enumerate()
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6 | 7))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum();
+        // Fields after the command's closing parenthesis; utime is field 14 of the line.
+        let proc_times = |pid: &str| -> [f64; 4] {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let rest = s.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            [0, 1, 2, 3].map(|i| f.get(i).copied().unwrap_or(0.0))
+        };
+        let cd = proc_times(&containerd.to_string());
+        let me = proc_times("self");
+        CpuSplit {
+            busy: busy * MS_PER_TICK,
+            containerd: (cd[0] + cd[1]) * MS_PER_TICK,
+            containerd_children: (cd[2] + cd[3]) * MS_PER_TICK,
+            client: (me[0] + me[1]) * MS_PER_TICK,
+        }
+    }
+
+    /// CPU ms per pod between `self` (before) and `after`; `rest` is everything else the
+    /// machine did: shims, the runtime processes they start, the kernel's threads.
+    fn per_pod(&self, after: &CpuSplit, pods: usize) -> Value {
+        let d = |a: f64, b: f64| (b - a) / pods as f64;
+        let busy = d(self.busy, after.busy);
+        let containerd = d(self.containerd, after.containerd);
+        let children = d(self.containerd_children, after.containerd_children);
+        let client = d(self.client, after.client);
+        json!({
+            "busy": busy,
+            "containerd": containerd,
+            "containerd_children": children,
+            "client": client,
+            "rest": busy - containerd - children - client,
+        })
+    }
+}
+
+/// Pods started per second by `workers` CRI clients in parallel, `per_worker` pods each, and
+/// the CPU ms per pod the machine spent meanwhile (`CpuSplit::per_pod`).
 fn pods_per_second(
     bed: &TestBed,
     handler: &str,
     workers: usize,
     per_worker: usize,
-) -> Result<f64, String> {
+) -> Result<(f64, Value), String> {
+    let containerd = bed.containerd.as_ref().map(|c| c.id()).unwrap_or(0);
+    let cpu_before = CpuSplit::now(containerd);
     let t = Instant::now();
     let results: Vec<Result<Vec<String>, String>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..workers)
@@ -431,6 +502,7 @@ fn pods_per_second(
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_before.per_pod(&CpuSplit::now(containerd), workers * per_worker);
     let mut c = Cri::connect(&bed.socket());
     let mut err = None;
     for r in results {
@@ -446,7 +518,7 @@ fn pods_per_second(
     }
     match err {
         Some(e) => Err(e),
-        None => Ok((workers * per_worker) as f64 / secs),
+        None => Ok(((workers * per_worker) as f64 / secs, cpu)),
     }
 }
 
@@ -579,6 +651,14 @@ fn main() {
         }
     }
     progress("ctr runs done");
+    // Where a `ctr run --rm` goes (busybox /bin/true), from the log of the runs above.
+    let log = bed.log();
+    for &h in handlers {
+        let ids: Vec<String> = (0..iterations).map(|i| format!("cb-{h}-{i}")).collect();
+        for (phase, v) in husk_e2e::profile::ctr_run_phases(&log, &ids) {
+            profile[phase][h] = stats(&v);
+        }
+    }
     let mut memory = json!({});
     let live = live_of(&failures);
     let levels: Vec<usize> = o.memory_pods.clone().unwrap_or_else(|| {
@@ -629,11 +709,15 @@ fn main() {
     }
     progress("log throughput done");
     let mut throughput = json!({});
+    let mut throughput_cpu = json!({});
     let per_worker = if iterations >= 20 { 5 } else { 1 };
     for &workers in &o.parallel {
         for h in live_of(&failures) {
             match pods_per_second(&bed, h, workers, per_worker) {
-                Ok(v) => throughput[h][workers.to_string()] = json!(v),
+                Ok((v, cpu)) => {
+                    throughput[h][workers.to_string()] = json!(v);
+                    throughput_cpu[h][workers.to_string()] = cpu;
+                }
                 Err(e) => {
                     failures.insert(format!("{h} throughput"), e);
                 }
@@ -737,7 +821,7 @@ fn main() {
         }
     }
     println!(
-        "\nwhere pod start goes ({}, per phase, from containerd's debug log):",
+        "\nwhere pod start, ExecSync and ctr run go ({}, per phase, from containerd's debug log):",
         if ro.is_some() { "p50 ratios" } else { "p50 ms" }
     );
     if let Some(phases) = profile.as_object() {
@@ -878,6 +962,45 @@ fn main() {
         }
         println!("{line}");
     }
+    // Where the CPU of those pods went: what saturates pods/s on a small machine.
+    println!(
+        "CPU ms per pod while they started ({}; rest = shims, runtime processes, kernel threads):",
+        if ro.is_some() {
+            "busy as a ratio to husk's, the rest as shares of it"
+        } else {
+            "ms"
+        }
+    );
+    let husk_busy = |workers: &usize| {
+        throughput_cpu["husk"][workers.to_string()]["busy"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    for workers in &o.parallel {
+        for h in handlers {
+            let Some(c) = throughput_cpu
+                .get(*h)
+                .and_then(|t| t.get(workers.to_string()))
+            else {
+                continue;
+            };
+            let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+            let show = |k: &str| match ro {
+                // Under emulation only ratios and shares mean something.
+                Some(_) if k == "busy" => format!("{:>5.2}x", f(k) / husk_busy(workers)),
+                Some(_) => format!("{:>5.0} %", 100.0 * f(k) / f("busy").max(1e-9)),
+                None => format!("{:>7.1}", f(k)),
+            };
+            println!(
+                "  {workers:>2} in parallel {h:<5} busy {}  containerd {}  its children (CNI, shim start) {}  client {}  rest {}",
+                show("busy"),
+                show("containerd"),
+                show("containerd_children"),
+                show("client"),
+                show("rest")
+            );
+        }
+    }
     let (not_run, failures): (BTreeMap<String, String>, BTreeMap<String, String>) = failures
         .into_iter()
         .partition(|(k, v)| not_run_reason(k, v).is_some());
@@ -898,7 +1021,7 @@ fn main() {
             leftover[0]
         );
     }
-    let report = json!({"iterations": iterations, "handlers": handlers, "ratios_only": ro, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "container_cost": cost_json, "log_throughput": logs, "pod_start_profile": profile, "not_run": not_run, "failures": failures, "forbidden_log_lines": leftover.len()});
+    let report = json!({"iterations": iterations, "handlers": handlers, "ratios_only": ro, "machine": machine, "latency_ms": latency, "shim_memory": memory, "pods_per_second": throughput, "pods_per_second_cpu_ms_per_pod": throughput_cpu, "container_cost": cost_json, "log_throughput": logs, "pod_start_profile": profile, "not_run": not_run, "failures": failures, "forbidden_log_lines": leftover.len()});
     std::fs::write(
         out_dir.join("results.json"),
         serde_json::to_vec_pretty(&report).unwrap(),
