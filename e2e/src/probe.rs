@@ -5,6 +5,37 @@
 
 use std::path::{Path, PathBuf};
 
+/// CPU time of one process in clock ticks (`USER_HZ`, 100 a second here; proc(5)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTicks {
+    /// `utime + stime`: the process's own, all its threads.
+    pub own: u64,
+    /// `cutime + cstime`: of the children it has waited for.
+    pub waited_children: u64,
+}
+
+/// `/proc/<pid>/stat` fields 14–17 of `pid` (a number or `self`); `None` once it is gone or if
+/// the line does not parse.
+pub fn cpu_ticks(pid: &str) -> Option<CpuTicks> {
+    parse_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_cpu_ticks(s: &str) -> Option<CpuTicks> {
+    // The command (field 2) may hold spaces and parentheses: fields after its last ") ".
+    let (_, rest) = s.rsplit_once(") ")?;
+    // `rest` starts at field 3 (state): fields 14 to 17 are at 11 to 14.
+    let f: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    (f.len() == 4).then(|| CpuTicks {
+        own: f[0] + f[1],
+        waited_children: f[2] + f[3],
+    })
+}
+
 /// The shim process serving `sandbox` on this test bed (shims are started with `-id <sandbox>`).
 pub fn shim_of(socket: &Path, sandbox: &str) -> Option<i32> {
     let addr = socket.display().to_string();
@@ -123,5 +154,21 @@ impl ProbeCgroup {
         let _ = std::fs::write(root(&self.cpu), pid.to_string());
         let _ = std::fs::remove_dir(&self.memory);
         let _ = std::fs::remove_dir(&self.cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_fields_14_to_17_after_the_command() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime cutime cstime …; a command may hold ") ".
+        let line = "42 (a) b) S 1 42 42 0 -1 4194560 10 20 0 0 7 3 100 50 20 0 1 0 99";
+        let t = parse_cpu_ticks(line).unwrap();
+        assert_eq!((t.own, t.waited_children), (10, 150));
+        assert!(parse_cpu_ticks("42 (x) S 1 2").is_none());
+        assert!(cpu_ticks("self").is_some());
     }
 }

@@ -228,7 +228,6 @@ pub fn pod_start_phases(log: &str, pods: &[String]) -> BTreeMap<String, Vec<f64>
         };
         split(&sc, START_CONTAINER, &mut out);
         // Only an ExecSync of this pod: before the next pod's sandbox.
-        let rest = &rest[rest.iter().position(|l| *l == sc[0]).unwrap_or(0)..];
         let rest = match rest.iter().position(|l| l.contains("RunPodSandbox for")) {
             Some(n) => &rest[..n],
             None => rest,
@@ -244,6 +243,14 @@ pub fn pod_start_phases(log: &str, pods: &[String]) -> BTreeMap<String, Vec<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one sample of the phase whose name starts with `prefix`, rounded to µs; `None` if
+    /// the phase was not cut.
+    fn sample(p: &BTreeMap<String, Vec<f64>>, prefix: &str) -> Option<f64> {
+        let (_, v) = p.iter().find(|(n, _)| n.starts_with(prefix))?;
+        assert_eq!(v.len(), 1, "{prefix}: {v:?}");
+        Some((v[0] * 1000.0).round() / 1000.0)
+    }
 
     #[test]
     fn timestamps_of_both_log_formats() {
@@ -282,11 +289,7 @@ time="2026-11-24T00:00:00.090Z" level=debug msg="ExecSync for \"d\" with command
 time="2026-11-24T00:00:00.091Z" level=debug msg="event forwarded" topic=/tasks/exec-added
 "#;
         let p = pod_start_phases(log, &["p1".to_string(), "absent".to_string()]);
-        let ms = |k: &str| {
-            let v = p.iter().find(|(n, _)| n.starts_with(k)).unwrap().1;
-            assert_eq!(v.len(), 1);
-            (v[0] * 1000.0).round() / 1000.0
-        };
+        let ms = |k: &str| sample(&p, k).unwrap();
         assert_eq!(ms("RunPodSandbox: containerd (sandbox"), 10.0);
         assert_eq!(ms("RunPodSandbox: CNI"), 30.0);
         assert_eq!(ms("RunPodSandbox: shim start"), 5.0);
@@ -315,11 +318,7 @@ time="2026-12-02T00:00:00.360Z" level=debug msg="Exec process \"e\" exits with e
 time="2026-12-02T00:00:00.380Z" level=info msg="StopContainer for \"c\" with timeout 0 (s)"
 "#;
         let p = pod_start_phases(log, &["p".to_string()]);
-        let ms = |k: &str| {
-            p.iter()
-                .find(|(n, _)| n.starts_with(k))
-                .map(|(_, v)| (v[0] * 1000.0).round() / 1000.0)
-        };
+        let ms = |k: &str| sample(&p, k);
         assert_eq!(ms("ExecSync: containerd before"), Some(10.0));
         assert_eq!(ms("ExecSync: the shim's Exec + Start"), Some(40.0));
         assert_eq!(ms("ExecSync: the shim's Start alone"), None);
@@ -340,11 +339,7 @@ time="2026-12-02T00:00:01.034Z" level=debug msg="event forwarded" topic=/tasks/d
 time="2026-12-02T00:00:01.041Z" level=debug msg="event published" topic=/containers/delete
 "#;
         let p = ctr_run_phases(log, &["c-1".to_string()]);
-        let ms = |k: &str| {
-            let v = p.iter().find(|(n, _)| n.starts_with(k)).unwrap().1;
-            assert_eq!(v.len(), 1);
-            (v[0] * 1000.0).round() / 1000.0
-        };
+        let ms = |k: &str| sample(&p, k).unwrap();
         assert_eq!(ms("ctr run: containerd (snapshot"), 6.0);
         assert_eq!(ms("ctr run: shim start"), 6.0);
         assert_eq!(ms("ctr run: task create"), 15.0);

@@ -1100,13 +1100,11 @@ fn full_log_destination() {
     });
 }
 
-/// utime + stime of `pid`, in clock ticks (/proc/<pid>/stat fields 14 and 15, proc(5)).
+/// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // rest starts at field 3 (state): fields 14 and 15 are at 11 and 12.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    husk_e2e::probe::cpu_ticks(&pid.to_string())
+        .unwrap_or_else(|| panic!("no CPU times in /proc/{pid}/stat"))
+        .own
 }
 
 /// The pids cgroup (v1) or unified cgroup (v2) directory of `pid`.

@@ -400,13 +400,10 @@ fn log_throughput(
     Ok((bytes as f64 / 1e6 / secs, bytes - got.0))
 }
 
-/// Pods started per second with `workers` clients in parallel, each starting `per_worker` pods
-/// (sandbox + one running container), then everything removed.
 /// CPU time in ms (clock ticks of `USER_HZ` = 100, proc(5)): the machine's busy time from
 /// `/proc/stat` (user, nice, system, irq, softirq, steal), containerd's own (`utime + stime`
 /// of its `/proc/<pid>/stat`) and its reaped children's (`cutime + cstime`: the CNI plugins
 /// and the shims' `start` processes it waits for), and this client's.
-#[derive(Clone, Copy, Default)]
 struct CpuSplit {
     busy: f64,
     containerd: f64,
@@ -429,25 +426,14 @@ impl CpuSplit {
             .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6 | 7))
             .filter_map(|(_, v)| v.parse::<f64>().ok())
             .sum();
-        // Fields after the command's closing parenthesis; utime is field 14 of the line.
-        let proc_times = |pid: &str| -> [f64; 4] {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let rest = s.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-            let f: Vec<f64> = rest
-                .split_whitespace()
-                .skip(11)
-                .take(4)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            [0, 1, 2, 3].map(|i| f.get(i).copied().unwrap_or(0.0))
-        };
-        let cd = proc_times(&containerd.to_string());
-        let me = proc_times("self");
+        let ms = |ticks: u64| ticks as f64 * MS_PER_TICK;
+        let cd = husk_e2e::probe::cpu_ticks(&containerd.to_string()).unwrap_or_default();
+        let me = husk_e2e::probe::cpu_ticks("self").unwrap_or_default();
         CpuSplit {
             busy: busy * MS_PER_TICK,
-            containerd: (cd[0] + cd[1]) * MS_PER_TICK,
-            containerd_children: (cd[2] + cd[3]) * MS_PER_TICK,
-            client: (me[0] + me[1]) * MS_PER_TICK,
+            containerd: ms(cd.own),
+            containerd_children: ms(cd.waited_children),
+            client: ms(me.own),
         }
     }
 
@@ -469,8 +455,9 @@ impl CpuSplit {
     }
 }
 
-/// Pods started per second by `workers` CRI clients in parallel, `per_worker` pods each, and
-/// the CPU ms per pod the machine spent meanwhile (`CpuSplit::per_pod`).
+/// Pods started per second by `workers` CRI clients in parallel, `per_worker` pods each
+/// (sandbox + one running container), then everything removed; and the CPU ms per pod the
+/// machine spent while they started (`CpuSplit::per_pod`).
 fn pods_per_second(
     bed: &TestBed,
     handler: &str,
